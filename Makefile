@@ -1,0 +1,58 @@
+# raftlog developer commands. Every target installs what it needs into .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SEEDS ?= 1000
+SEED_START ?= 0
+
+.PHONY: help install run test test-all lint format typecheck bench bench-storage test-sim rewrite clean
+
+help:
+	@echo "make run            install into .venv and start raftlog"
+	@echo "make test           install and run the test suite (what CI runs)"
+	@echo "make test-all       also the slow tests"
+	@echo "make test-sim       SEEDS=N SEED_START=S: many simulator seeds"
+	@echo "make lint | typecheck | bench | bench-storage | rewrite"
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/raftlog --help
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check raftlog cli scenarios tests bench
+	$(BIN)/ruff format --check raftlog cli scenarios tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format raftlog cli scenarios tests bench
+	$(BIN)/ruff check --fix raftlog cli scenarios tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict raftlog/storage raftlog/raft raftlog/types.py raftlog/errors.py raftlog/config.py
+
+test-sim: $(STAMP)
+	$(BIN)/python -m raftlog.testing.sim_cli --seeds $(SEEDS) --seed-start $(SEED_START)
+
+rewrite: $(STAMP)
+	RAFTLOG_REWRITE=1 $(BIN)/python -m pytest -q tests/datadriven
+
+bench-storage: $(STAMP)
+	$(BIN)/python -m bench.storage
+
+bench: bench-storage
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""raftlog's command line (installed as ``raftlog.cli``): typer commands, rich output."""

@@ -1,0 +1,399 @@
+"""The file-system seam: every byte raftlog stores goes through ``FileSystem``.
+
+Two implementations keep the same contract:
+
+- ``OsFileSystem``: the real disk, through positional ``os.pwrite``/``os.pread`` on raw
+  descriptors (no Python buffering, so what was written is what ``fsync`` covers).
+- ``SimFileSystem``: in memory, for tests and the simulator. It knows, per file, which
+  bytes the last ``fsync`` made durable and, per directory, which names the last directory
+  fsync made durable. ``power_loss()`` cuts the world back to exactly that (optionally
+  keeping a torn prefix of what was written after the last fsync), and faults (ENOSPC,
+  EIO) can be injected on any operation.
+
+The contract the storage code relies on, which is what POSIX gives on a journaling file
+system and what the simulation enforces:
+
+1. Data written to a file is durable only after ``File.fsync()`` returns.
+2. A created, renamed or deleted name is durable only after ``fsync_dir`` of its folder.
+3. After a failed ``fsync`` nothing written since the last good one may be trusted: the
+   caller must stop acknowledging (the log "fences" itself).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Protocol
+
+
+class File(Protocol):
+    """An open file with positional I/O. Not safe for concurrent writers; ``fsync`` may run
+    on another thread while one writer appends (the group-commit pattern)."""
+
+    def pwrite(self, data: bytes | bytearray | memoryview, pos: int) -> None:
+        """Write all of ``data`` at ``pos``; raises ``OSError`` (ENOSPC, EIO...)."""
+        ...
+
+    def pread(self, size: int, pos: int) -> bytes:
+        """Up to ``size`` bytes at ``pos`` (fewer at the end of the file)."""
+        ...
+
+    def size(self) -> int: ...
+
+    def truncate(self, size: int) -> None: ...
+
+    def fsync(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FileSystem(Protocol):
+    """Paths are ``str``; folders are created with ``makedirs``."""
+
+    def open(self, path: str, *, create: bool = True) -> File:
+        """Open for reading and writing; create an empty file when missing and ``create``."""
+        ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def listdir(self, path: str) -> list[str]:
+        """Names in a folder, sorted."""
+        ...
+
+    def makedirs(self, path: str) -> None: ...
+
+    def remove(self, path: str) -> None: ...
+
+    def rename(self, src: str, dst: str) -> None:
+        """Atomically replace ``dst`` by ``src``."""
+        ...
+
+    def fsync_dir(self, path: str) -> None: ...
+
+    def rmdir(self, path: str) -> None: ...
+
+
+def write_atomically(fs: FileSystem, path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that after a crash it holds the old or the new
+    content, never a mix: write a temporary file, fsync it, rename, fsync the folder."""
+    tmp = path + ".tmp"
+    f = fs.open(tmp)
+    try:
+        f.truncate(0)
+        f.pwrite(data, 0)
+        f.fsync()
+    finally:
+        f.close()
+    fs.rename(tmp, path)
+    fs.fsync_dir(str(PurePosixPath(path).parent))
+
+
+def read_whole(fs: FileSystem, path: str, *, max_bytes: int) -> bytes:
+    """The content of a small file, refusing one larger than ``max_bytes``."""
+    f = fs.open(path, create=False)
+    try:
+        size = f.size()
+        if size > max_bytes:
+            raise OSError(errno.EFBIG, f"{path} is {size} bytes, more than {max_bytes}")
+        return f.pread(size, 0)
+    finally:
+        f.close()
+
+
+# --------------------------------------------------------------------------- the real disk
+
+
+class OsFile:
+    __slots__ = ("_fd", "path")
+
+    def __init__(self, path: str, create: bool) -> None:
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
+        self._fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+        self.path = path
+
+    def pwrite(self, data: bytes | bytearray | memoryview, pos: int) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self._fd, view, pos)
+            view = view[n:]
+            pos += n
+
+    def pread(self, size: int, pos: int) -> bytes:
+        return os.pread(self._fd, size, pos)
+
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def truncate(self, size: int) -> None:
+        os.ftruncate(self._fd, size)
+
+    def fsync(self) -> None:
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def fileno(self) -> int:
+        """The raw descriptor, for ``os.sendfile`` on the serving path."""
+        return self._fd
+
+
+class OsFileSystem:
+    """The real file system."""
+
+    def open(self, path: str, *, create: bool = True) -> File:
+        return OsFile(path, create)
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(os.listdir(path))
+
+    def makedirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def remove(self, path: str) -> None:
+        os.remove(path)
+
+    def rename(self, src: str, dst: str) -> None:
+        os.replace(src, dst)
+
+    def fsync_dir(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def rmdir(self, path: str) -> None:
+        os.rmdir(path)
+
+
+# ------------------------------------------------------------------------ the simulated disk
+
+
+@dataclass
+class _Inode:
+    data: bytearray = field(default_factory=bytearray)
+    durable: bytes = b""
+    # set by a failed fsync: what was written may be lost even though reads still see it
+    poisoned: bool = False
+
+
+@dataclass
+class Fault:
+    """One injected failure: ``op`` in {"pwrite", "fsync", "open", "rename", "remove",
+    "fsync_dir", "truncate"}; applies to paths containing ``path_contains``; fires
+    ``count`` times (-1 = forever)."""
+
+    op: str
+    err: int
+    path_contains: str = ""
+    count: int = 1
+
+
+class SimFile:
+    __slots__ = ("_closed", "_fs", "_inode", "path")
+
+    def __init__(self, fs: SimFileSystem, path: str, inode: _Inode) -> None:
+        self._fs = fs
+        self._inode = inode
+        self.path = path
+        self._closed = False
+
+    def _check(self, op: str) -> None:
+        if self._closed:
+            raise ValueError(f"I/O on closed file {self.path}")
+        self._fs._maybe_fail(op, self.path)
+
+    def pwrite(self, data: bytes | bytearray | memoryview, pos: int) -> None:
+        with self._fs._lock:
+            self._check("pwrite")
+            d = self._inode.data
+            if pos > len(d):
+                d.extend(bytes(pos - len(d)))
+            d[pos : pos + len(data)] = data
+            self._fs.stats["pwrite"] += 1
+
+    def pread(self, size: int, pos: int) -> bytes:
+        with self._fs._lock:
+            self._check("pread")
+            return bytes(self._inode.data[pos : pos + size])
+
+    def size(self) -> int:
+        with self._fs._lock:
+            return len(self._inode.data)
+
+    def truncate(self, size: int) -> None:
+        with self._fs._lock:
+            self._check("truncate")
+            d = self._inode.data
+            if size < len(d):
+                del d[size:]
+            else:
+                d.extend(bytes(size - len(d)))
+
+    def fsync(self) -> None:
+        if self._fs.fsync_delay_s:
+            time.sleep(self._fs.fsync_delay_s)  # a disk takes time; lets appends pile up
+        with self._fs._lock:
+            self._check("fsync")
+            self._inode.durable = bytes(self._inode.data)
+            self._inode.poisoned = False
+            self._fs.stats["fsync"] += 1
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class SimFileSystem:
+    """An in-memory file system that knows what is durable (see the module docstring).
+
+    Thread-safe: one lock guards everything, so a test can run a flusher thread.
+    """
+
+    def __init__(self, *, fsync_delay_s: float = 0.0) -> None:
+        self.fsync_delay_s = fsync_delay_s
+        self._lock = threading.RLock()
+        self._names: dict[str, _Inode] = {}  # the namespace as processes see it
+        self._durable_names: dict[str, _Inode] = {}  # the namespace after a power loss
+        self._dirs: set[str] = {"/"}
+        self._faults: list[Fault] = []
+        self.stats: dict[str, int] = {"fsync": 0, "fsync_dir": 0, "pwrite": 0}
+
+    # ---- fault injection
+    def inject(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _maybe_fail(self, op: str, path: str) -> None:
+        for f in self._faults:
+            if f.op == op and f.path_contains in path and f.count != 0:
+                if f.count > 0:
+                    f.count -= 1
+                if op == "fsync" and path in self._names:
+                    # Linux may drop the dirty pages after a failed fsync
+                    self._names[path].poisoned = True
+                raise OSError(f.err, f"injected {errno.errorcode.get(f.err, f.err)} on {op}", path)
+
+    # ---- power loss
+    def power_loss(self, rng: random.Random | None = None, *, torn: bool = False) -> None:
+        """Cut every file back to what was fsynced and every folder back to the names its
+        last directory fsync saw. With ``torn``, a random prefix of each file's unsynced
+        suffix survives (a torn tail), as a real disk may leave it."""
+        with self._lock:
+            self._names = dict(self._durable_names)
+            seen: set[int] = set()
+            for path in sorted(self._names):
+                inode = self._names[path]
+                if id(inode) in seen:
+                    continue
+                seen.add(id(inode))
+                keep = inode.durable
+                if torn and rng is not None and len(inode.data) > len(keep):
+                    extra = inode.data[len(keep) :] if inode.data[: len(keep)] == keep else b""
+                    keep = keep + bytes(extra[: rng.randrange(len(extra) + 1)])
+                inode.data = bytearray(keep)
+                inode.durable = bytes(keep)
+                inode.poisoned = False
+            self._faults.clear()
+
+    def durable_size(self, path: str) -> int:
+        with self._lock:
+            return len(self._names[path].durable)
+
+    # ---- corruption helpers for tests
+    def corrupt(self, path: str, pos: int, xor: int = 0xFF) -> None:
+        """Flip bits of one byte, in memory and on "disk" (as a bad sector would)."""
+        with self._lock:
+            inode = self._names[path]
+            inode.data[pos] ^= xor
+            if pos < len(inode.durable):
+                b = bytearray(inode.durable)
+                b[pos] ^= xor
+                inode.durable = bytes(b)
+
+    def raw(self, path: str) -> bytes:
+        with self._lock:
+            return bytes(self._names[path].data)
+
+    # ---- FileSystem
+    def _parent(self, path: str) -> str:
+        return str(PurePosixPath(path).parent)
+
+    def open(self, path: str, *, create: bool = True) -> File:
+        with self._lock:
+            self._maybe_fail("open", path)
+            inode = self._names.get(path)
+            if inode is None:
+                if not create:
+                    raise FileNotFoundError(errno.ENOENT, "no such file", path)
+                if self._parent(path) not in self._dirs:
+                    raise FileNotFoundError(errno.ENOENT, "no such folder", self._parent(path))
+                inode = _Inode()
+                self._names[path] = inode
+            return SimFile(self, path, inode)
+
+    def exists(self, path: str) -> bool:
+        with self._lock:
+            return path in self._names or path in self._dirs
+
+    def listdir(self, path: str) -> list[str]:
+        with self._lock:
+            if path not in self._dirs:
+                raise FileNotFoundError(errno.ENOENT, "no such folder", path)
+            names = {PurePosixPath(p).name for p in self._names if self._parent(p) == path}
+            names |= {
+                PurePosixPath(d).name for d in self._dirs if d != path and self._parent(d) == path
+            }
+            return sorted(names)
+
+    def makedirs(self, path: str) -> None:
+        # folders are treated as durable at once: raftlog creates them once per partition
+        # and fsyncs their parent, which this model does not need to track
+        with self._lock:
+            p = PurePosixPath(path)
+            for q in [p, *p.parents]:
+                self._dirs.add(str(q))
+
+    def remove(self, path: str) -> None:
+        with self._lock:
+            self._maybe_fail("remove", path)
+            if path not in self._names:
+                raise FileNotFoundError(errno.ENOENT, "no such file", path)
+            del self._names[path]
+
+    def rename(self, src: str, dst: str) -> None:
+        with self._lock:
+            self._maybe_fail("rename", src)
+            if src not in self._names:
+                raise FileNotFoundError(errno.ENOENT, "no such file", src)
+            self._names[dst] = self._names.pop(src)
+
+    def fsync_dir(self, path: str) -> None:
+        with self._lock:
+            self._maybe_fail("fsync_dir", path)
+            for p in [p for p in self._durable_names if self._parent(p) == path]:
+                del self._durable_names[p]
+            for p, inode in self._names.items():
+                if self._parent(p) == path:
+                    self._durable_names[p] = inode
+            self.stats["fsync_dir"] += 1
+
+    def rmdir(self, path: str) -> None:
+        with self._lock:
+            if any(self._parent(p) == path for p in self._names):
+                raise OSError(errno.ENOTEMPTY, "folder not empty", path)
+            self._dirs.discard(path)

@@ -1,0 +1,1 @@
+"""Fault-injection scenarios against real broker processes (installed as ``raftlog.scenarios``)."""
