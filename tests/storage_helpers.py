@@ -1,12 +1,8 @@
-"""Batches for storage tests: valid RecordBatch v2 headers and CRCs around opaque bytes.
-
-The storage layer never decodes records, so the record bytes here are filler of the right
-size (7 bytes a record at least, as the header check demands).
-"""
+"""Batches for storage tests: real RecordBatch v2 bytes built by the client codec."""
 
 from __future__ import annotations
 
-from raftlog.storage.record_batch import encode_header
+from raftlog.storage.records import Record, build_batch
 
 
 def make_batch(
@@ -17,20 +13,15 @@ def make_batch(
     base_offset: int = 0,
     epoch: int = 0,
     fill: int = 0x61,
+    timestamps: list[int] | None = None,
 ) -> bytes:
-    body = bytes([fill]) * (records * 7 + payload_bytes)
-    return bytes(
-        encode_header(
-            base_offset=base_offset,
-            epoch=epoch,
-            attributes=0,
-            last_offset_delta=records - 1,
-            base_timestamp=timestamp_ms,
-            max_timestamp=timestamp_ms,
-            producer_id=-1,
-            producer_epoch=-1,
-            base_sequence=-1,
-            record_count=records,
-            records=body,
-        )
+    """``records`` records whose values share ``payload_bytes`` (plus 5 bytes each), all
+    at ``timestamp_ms`` unless ``timestamps`` gives one per record."""
+    value = bytes([fill]) * (5 + payload_bytes // records)
+    stamps = timestamps or [timestamp_ms] * records
+    return build_batch(
+        [Record(None, value, timestamp_ms=t) for t in stamps],
+        base_offset=base_offset,
+        epoch=epoch,
+        now_ms=timestamp_ms,
     )

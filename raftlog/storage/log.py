@@ -39,7 +39,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from raftlog.config import LogConfig
 from raftlog.errors import (
@@ -66,6 +66,7 @@ from raftlog.storage.record_batch import (
     stamp,
     validate_batch,
 )
+from raftlog.storage.records import decode_batch
 from raftlog.storage.segment import LogSegment
 
 
@@ -290,10 +291,13 @@ class PartitionLog:
         if h.size != len(data):
             raise CorruptRecordError(f"expected one batch of {h.size} bytes, got {len(data)}")
         with self._lock:
-            stamp(data, 0, self.log_end_offset(), epoch)
+            base = self.log_end_offset()
+            stamp(data, 0, base, epoch)
             if append_time_ms is not None:
                 set_log_append_time(data, 0, append_time_ms)
-            h = read_header(data)
+                h = read_header(data)
+            else:
+                h = replace(h, base_offset=base, partition_leader_epoch=epoch)
             self._append(data, h)
             return h
 
@@ -319,33 +323,35 @@ class PartitionLog:
     def append_as_follower(self, data: bytes | bytearray) -> int:
         """Append batches that carry their offsets and epochs (from the leader). Batches
         already held with the same offset and epoch are skipped; the first that conflicts
-        truncates our suffix from its offset first (Raft's follower rule). Returns how
-        many batches were appended."""
+        truncates our suffix from its offset first (Raft's follower rule). Every batch is
+        validated (CRC included) before anything is written. Returns how many batches
+        were appended."""
         headers = iter_batches(data, max_bytes=self.config.max_message_bytes)
         appended = 0
         pos = 0
         view = memoryview(data)
-        with self._lock:
-            for h in headers:
-                chunk = view[pos : pos + h.size]
-                pos += h.size
-                end = self.log_end_offset()
-                if h.last_offset < self._log_start:
+        for h in headers:
+            chunk = view[pos : pos + h.size]
+            pos += h.size
+            if h.last_offset < self._log_start:
+                continue
+            if h.base_offset < self.log_end_offset():
+                if self._holds(h):
                     continue
-                if h.base_offset < end:
-                    if self._holds(h):
-                        continue
-                    self.truncate_suffix(h.base_offset)
-                    end = self.log_end_offset()
+                # outside _lock: truncation takes _flush_lock first (lock order)
+                self.truncate_suffix(h.base_offset)
+            with self._lock:
+                end = self.log_end_offset()
                 if h.base_offset != end:
                     raise OffsetOutOfRangeError(
                         f"batch at {h.base_offset} leaves a gap after log end {end}"
                     )
                 self._append(chunk, h)
-                appended += 1
+            appended += 1
         return appended
 
     def _holds(self, h: BatchHeader) -> bool:
+        """Whether the log has this very batch (same offsets and epoch) already."""
         seg = self._segment_for(h.base_offset)
         if seg is None:
             return False
@@ -506,16 +512,24 @@ class PartitionLog:
             return data
 
     def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
-        """The base offset of the first batch whose max timestamp is >= ``timestamp_ms``
-        (Kafka's ListOffsets by time, at batch precision), or None when there is none."""
+        """Kafka's ListOffsets by time: the earliest offset whose record timestamp is >=
+        ``timestamp_ms``, or None when there is none. The sparse time index finds the
+        batch; that one batch is decoded to find the record."""
         with self._lock:
             for seg in self.segments:
                 if seg.max_timestamp < timestamp_ms:
                     continue
                 pos = seg.position_of_timestamp(timestamp_ms)
-                if pos is not None:
-                    h = read_header(seg.file.pread(HEADER_BYTES, pos))
-                    return max(h.base_offset, self._log_start)
+                if pos is None:
+                    continue
+                h = read_header(seg.file.pread(HEADER_BYTES, pos))
+                offset = h.base_offset
+                if not h.log_append_time:
+                    _, records = decode_batch(seg.file.pread(h.size, pos), max_bytes=h.size)
+                    offset = next(
+                        (r.offset for r in records if r.timestamp_ms >= timestamp_ms), offset
+                    )
+                return max(offset, self._log_start)
             return None
 
     # ================================================================== truncation

@@ -142,8 +142,11 @@ def read_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeade
         raise CorruptRecordError(
             f"last offset delta {h.last_offset_delta} below record count {h.record_count} - 1"
         )
-    # every record takes at least 7 bytes: a cheap bound that rejects absurd counts
-    if h.record_count * 7 > h.batch_length - (HEADER_BYTES - LOG_OVERHEAD_BYTES):
+    # an uncompressed record takes at least 7 bytes: a cheap bound that rejects absurd
+    # counts (compressed records can be smaller; their decoder bounds them instead)
+    if h.attributes & ATTR_COMPRESSION_MASK == 0 and h.record_count * 7 > h.batch_length - (
+        HEADER_BYTES - LOG_OVERHEAD_BYTES
+    ):
         raise CorruptRecordError(
             f"record count {h.record_count} cannot fit in {h.batch_length} bytes"
         )
@@ -188,6 +191,8 @@ def iter_batches(
 
 def stamp(buf: bytearray | memoryview, pos: int, base_offset: int, epoch: int) -> None:
     """Write the base offset and leader epoch of the batch at ``pos`` (outside the CRC)."""
+    if len(buf) - pos < HEADER_BYTES:
+        raise CorruptRecordError(f"cannot stamp a batch of {len(buf) - pos} bytes")
     _BASE_OFFSET.pack_into(buf, pos, base_offset)
     _EPOCH.pack_into(buf, pos + 12, epoch)
 
@@ -195,8 +200,9 @@ def stamp(buf: bytearray | memoryview, pos: int, base_offset: int, epoch: int) -
 def set_log_append_time(buf: bytearray | memoryview, pos: int, timestamp_ms: int) -> None:
     """Mark the batch at ``pos`` as log-append-time stamped at ``timestamp_ms`` (Kafka's
     ``message.timestamp.type=LogAppendTime``): set the attribute bit and max_timestamp,
-    then recompute the CRC."""
-    h = read_header(buf, pos)
+    then recompute the CRC. The batch is validated first, so that a corrupt batch never
+    comes out with a fresh, valid CRC."""
+    h = validate_batch(buf, pos)
     _ATTRIBUTES.pack_into(buf, pos + 21, h.attributes | ATTR_LOG_APPEND_TIME)
     _TIMESTAMP.pack_into(buf, pos + 35, timestamp_ms)
     _CRC.pack_into(buf, pos + 17, crc32c(memoryview(buf)[pos + CRC_START : pos + h.size]))
@@ -239,6 +245,6 @@ def encode_header(
         base_sequence,
         record_count,
     )
-    out[HEADER_BYTES:] = records
+    memoryview(out)[HEADER_BYTES:] = records  # no temporary copy of a bytes argument
     _CRC.pack_into(out, 17, crc32c(memoryview(out)[CRC_START:]))
     return out

@@ -503,3 +503,20 @@ def test_on_the_real_file_system(tmp_path: object) -> None:
     assert log.log_end_offset() == 100
     assert log.hard_state() == hard_state.StoredHardState(2, 1)
     assert len(offsets(log.read(0, 1 << 20))) >= 1
+
+
+def test_offset_for_timestamp_is_record_precise() -> None:
+    fs = SimFileSystem()
+    log = open_log(fs)
+    log.append_as_leader(make_batch(3, timestamps=[100, 200, 300]), 1)
+    log.append_as_leader(make_batch(2, timestamps=[400, 500]), 1)
+    assert [log.offset_for_timestamp(t) for t in (50, 100, 150, 201, 300, 301, 500, 501)] == [
+        0,
+        0,
+        1,
+        2,
+        2,
+        3,
+        4,
+        None,
+    ]
