@@ -29,6 +29,19 @@ class ErrorCode(IntEnum):
     KAFKA_STORAGE_ERROR = 12
     LOG_FENCED = 13
     INVALID_REQUEST = 14
+    TOPIC_ALREADY_EXISTS = 15
+    INVALID_PARTITIONS = 16
+    INVALID_REPLICATION_FACTOR = 17
+    BROKER_NOT_AVAILABLE = 18
+    UNKNOWN_BROKER = 19
+    STALE_TERM = 20
+    ILLEGAL_GENERATION = 21
+    UNKNOWN_MEMBER_ID = 22
+    GROUP_ID_NOT_FOUND = 23
+    NOT_OWNER = 24
+    NON_EMPTY_GROUP = 25
+    BROKER_HAS_REPLICAS = 26
+    OFFSET_METADATA_TOO_LARGE = 27
 
 
 RETRIABLE_CODES = frozenset(
@@ -38,6 +51,8 @@ RETRIABLE_CODES = frozenset(
         ErrorCode.REQUEST_TIMED_OUT,
         ErrorCode.UNKNOWN_OUTCOME,
         ErrorCode.KAFKA_STORAGE_ERROR,
+        # fewer live, non-draining brokers than replicas asked: may pass once brokers return
+        ErrorCode.BROKER_NOT_AVAILABLE,
     }
 )
 

@@ -8,32 +8,18 @@ path component inside the data folder.
 from __future__ import annotations
 
 import os
-import re
 
+from raftlog.config import TOPIC_NAME_CHARS_MAX, validate_topic_name
 from raftlog.errors import InvalidTopicError
 
-TOPIC_NAME_BYTES_MAX = 249
-_TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
+TOPIC_NAME_BYTES_MAX = TOPIC_NAME_CHARS_MAX
 PARTITIONS_MAX = 1_000_000
 
 
 def validate_topic(name: str) -> str:
     """Return ``name`` when it is a valid topic name, else raise ``InvalidTopicError``
-    saying what is wrong."""
-    if not isinstance(name, str) or not name:
-        raise InvalidTopicError("topic name must not be empty")
-    if len(name) > TOPIC_NAME_BYTES_MAX:
-        raise InvalidTopicError(
-            f"topic name is {len(name)} characters; the limit is {TOPIC_NAME_BYTES_MAX}"
-        )
-    if name in (".", ".."):
-        raise InvalidTopicError(f"topic name cannot be {name!r}")
-    if not _TOPIC_RE.fullmatch(name):
-        bad = sorted({c for c in name if not re.fullmatch(r"[A-Za-z0-9._-]", c)})
-        raise InvalidTopicError(
-            f"topic name {name!r} has characters outside A-Z a-z 0-9 . _ -: {''.join(bad)!r}"
-        )
-    return name
+    saying what is wrong. The rule lives in ``raftlog.config.validate_topic_name``."""
+    return validate_topic_name(name)
 
 
 def partition_dir(data_dir: str, topic: str, partition: int) -> str:
