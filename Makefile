@@ -6,14 +6,14 @@ STAMP := $(VENV)/.installed
 SEEDS ?= 1000
 SEED_START ?= 0
 
-.PHONY: help install run test test-all lint format typecheck bench bench-storage test-sim rewrite clean
+.PHONY: help install run test test-all lint format typecheck bench bench-storage bench-metadata test-sim rewrite clean
 
 help:
 	@echo "make run            install into .venv and start raftlog"
 	@echo "make test           install and run the test suite (what CI runs)"
 	@echo "make test-all       also the slow tests"
 	@echo "make test-sim       SEEDS=N SEED_START=S: many simulator seeds"
-	@echo "make lint | typecheck | bench | bench-storage | rewrite"
+	@echo "make lint | typecheck | bench | bench-storage | bench-metadata | rewrite"
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -41,7 +41,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix raftlog cli scenarios tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict raftlog/storage raftlog/raft raftlog/types.py raftlog/errors.py raftlog/config.py
+	$(BIN)/mypy --strict raftlog/storage raftlog/raft raftlog/metadata raftlog/types.py raftlog/errors.py raftlog/config.py
 
 test-sim: $(STAMP)
 	$(BIN)/python -m raftlog.testing.sim_cli --seeds $(SEEDS) --seed-start $(SEED_START)
@@ -52,7 +52,10 @@ rewrite: $(STAMP)
 bench-storage: $(STAMP)
 	$(BIN)/python -m bench.storage
 
-bench: bench-storage
+bench-metadata: $(STAMP)
+	$(BIN)/python -m bench.metadata
+
+bench: bench-storage bench-metadata
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
