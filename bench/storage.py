@@ -11,7 +11,8 @@ For each batch shape (16 records of 1 KiB; one 64 KiB batch) it measures:
   CRC-checking every batch;
 - its ceiling: ``os.pread`` of the same file in 1 MiB requests.
 
-Every figure is the median of ``--runs`` runs, printed with its ratio to the ceiling.
+Every figure is the median of ``--runs`` runs; runs of raftlog and of its ceiling alternate,
+and the ratio printed is the median of the per-run ratios.
 Data goes to a fresh folder on the real disk (under the current folder by default), removed
 at the end.
 """
@@ -24,7 +25,6 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 
 from raftlog.config import LogConfig
 from raftlog.storage.files import OsFileSystem
@@ -116,10 +116,6 @@ def bench_raw_read(path: str) -> tuple[float, int]:
     return elapsed, got
 
 
-def median_of(runs: int, fn: Callable[[int], float]) -> float:
-    return statistics.median(fn(i) for i in range(runs))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
@@ -148,8 +144,11 @@ def main() -> None:
                 shutil.rmtree(folder, ignore_errors=True)
                 return n * len(batch) / elapsed
 
-            ours = median_of(args.runs, log_append)
-            ceiling = median_of(args.runs, raw_append)
+            # alternate ours and the ceiling run by run, so that a disk that speeds up or
+            # slows down during the benchmark affects both alike
+            pairs = [(log_append(i), raw_append(i)) for i in range(args.runs)]
+            ours = statistics.median(p[0] for p in pairs)
+            ceiling = statistics.median(p[1] for p in pairs)
             batches_s = ours / len(batch)
             rows.append(
                 (
@@ -157,7 +156,7 @@ def main() -> None:
                     f"{ours / 1e6:8.1f} MB/s",
                     f"{batches_s:9.0f} batches/s",
                     f"{ceiling / 1e6:8.1f} MB/s",
-                    f"{ours / ceiling:6.0%}",
+                    f"{statistics.median(p[0] / p[1] for p in pairs):6.0%}",
                 )
             )
             folder = f"{root}/log-{tag}-0"
@@ -171,15 +170,16 @@ def main() -> None:
                 elapsed, got = bench_raw_read(path)
                 return got / elapsed
 
-            rread = median_of(args.runs, log_read)
-            cread = median_of(args.runs, raw_read)
+            read_pairs = [(log_read(i), raw_read(i)) for i in range(args.runs)]
+            rread = statistics.median(p[0] for p in read_pairs)
+            cread = statistics.median(p[1] for p in read_pairs)
             rows.append(
                 (
                     f"read {label}, 1 MiB requests, CRC checked",
                     f"{rread / 1e9:8.2f} GB/s",
                     f"{rread / len(batch):9.0f} batches/s",
                     f"{cread / 1e9:8.2f} GB/s",
-                    f"{rread / cread:6.0%}",
+                    f"{statistics.median(p[0] / p[1] for p in read_pairs):6.0%}",
                 )
             )
     finally:
