@@ -233,3 +233,67 @@ def test_a_restart_replays_the_journal_into_the_same_state(tmp_path: object) -> 
         assert q.model.version == 51
     finally:
         q.close()
+
+
+def test_watchers_wake_on_new_versions_and_commits_are_folded(tmp_path: object) -> None:
+    (port,) = free_ports(1)
+    addr = f"127.0.0.1:{port}"
+    box: list[MetadataBridge] = []
+    q = MetadataQuorum(
+        QuorumConfig(addr, (addr,), str(tmp_path), SECRET),
+        on_image=lambda image: box[0].on_image(image) if box else None,
+    )
+
+    async def main() -> None:
+        bridge = MetadataBridge(q, fold_ms=5)
+        box.append(bridge)
+        with trio.fail_after(10):
+            while not q.status()["is_leader"]:
+                await trio.sleep(0.01)
+        r = await bridge.submit(
+            {"op": "register_broker", "broker_id": 0, "client_address": "127.0.0.1:1",
+             "internal_address": "127.0.0.1:1", "now_ms": 1}
+        )  # fmt: skip
+        assert r["ok"], r
+        await bridge.submit({"op": "create_topic", "topic": "t", "partitions": 1,
+                             "replication_factor": 1})  # fmt: skip
+        seen: list[int] = []
+
+        async def watcher(after: int) -> None:
+            image = await bridge.next_image(after)
+            seen.append(image.version)
+
+        async with trio.open_nursery() as n:
+            start = bridge.image().version
+            n.start_soon(watcher, start)
+            await trio.sleep(0.05)
+            assert not seen, "a watcher woke without a new version"
+            await bridge.submit({"op": "broker_heartbeat", "broker_id": 0, "now_ms": 5})
+        assert seen == [start + 1]
+
+        applied_before = q.applied
+        results: list[dict[str, object]] = []
+        async with trio.open_nursery() as n:
+            n.start_soon(bridge.run_commit_folder)
+            async with trio.open_nursery() as members:
+                for m in range(50):
+
+                    async def commit(m: int = m) -> None:
+                        results.append(await bridge.commit_offsets({
+                            "group_id": f"g{m}", "generation": -1, "member_id": "",
+                            "offsets": [{"topic": "t", "partition": 0, "offset": m, "commit_ms": 1,
+                                         "metadata": ""}],
+                        }))  # fmt: skip
+
+                    members.start_soon(commit)
+            n.cancel_scope.cancel()
+        assert len(results) == 50 and all(r["ok"] for r in results), results[:3]
+        commands = q.applied - applied_before
+        assert commands <= 5, f"50 commits took {commands} commands: not folded"
+        image = await bridge.barrier()
+        assert image.committed("g7", "t", 0).offset == 7
+
+    try:
+        trio.run(main)
+    finally:
+        q.close()
