@@ -1,0 +1,264 @@
+"""The trio driver of one partition replica: runs the Raft core's loop against the real log.
+
+``PartitionDriver.run`` is the only code that touches the core. Everything else (ticks,
+messages from peers, proposals from produce requests) goes through an inbox, because the
+core must not change between ``ready()`` and ``advance()``. One loop iteration:
+
+1. apply the inbox to the core (tick / step / propose);
+2. while the core has a ``Ready``: send ``messages`` at once; persist (entries are written
+   to the page cache on the trio thread, then the cross-partition ``Flusher`` fsyncs; a
+   Ready that changes hard state, truncates or resets the log runs wholly in the flusher's
+   worker thread, since those writes block); send ``messages_after_persist``; publish the
+   commit offset; ``advance``.
+
+Acknowledgements are exact, not guessed: a proposal's waiter resolves when the commit
+offset passes its last offset, and then reads back the term of that offset: the same term
+means written; another term means the entry was replaced by a new leader's, so it was
+definitely *not* written (a committed entry is never replaced). ``acks=1`` resolves when the
+leader's own copy is durable. A waiter that hears nothing before its deadline reports
+"unknown outcome", never "not written".
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import trio
+
+from raftlog.errors import ErrorCode, RaftlogError
+from raftlog.raft import Entry, Message, NotLeaderError, RaftNode, Ready, Role
+from raftlog.runtime.flusher import Flusher
+from raftlog.runtime.replica_log import ReplicaLog
+from raftlog.types import NodeId, Offset
+
+log = logging.getLogger("raftlog.partition")
+
+
+class Acks(Enum):
+    NONE = 0
+    LEADER = 1
+    ALL = -1
+
+
+class ProduceError(RaftlogError):
+    """A proposal that failed; ``code`` NOT_LEADER (with ``leader_hint``) means not
+    written, UNKNOWN_OUTCOME means it may or may not have been written."""
+
+    def __init__(self, code: ErrorCode, message: str, leader_hint: NodeId | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.leader_hint = leader_hint
+
+
+@dataclass(order=True)
+class _Waiter:
+    last_offset: int
+    seq: int
+    entry: Entry = field(compare=False)
+    acks: Acks = field(compare=False)
+    done: trio.Event = field(compare=False, default_factory=trio.Event)
+    error: ProduceError | None = field(compare=False, default=None)
+
+
+class PartitionDriver:
+    """Drives one ``RaftNode`` over one ``ReplicaLog``; ``send`` delivers messages to peers."""
+
+    def __init__(
+        self,
+        core: RaftNode,
+        store: ReplicaLog,
+        flusher: Flusher,
+        send: Callable[[Message], None],
+    ) -> None:
+        self.core = core
+        self.store = store
+        self.flusher = flusher
+        self.send = send
+        self._inbox: list[Any] = []
+        self._wake = trio.Event()
+        self._seq = itertools.count()
+        self._commit_waiters: list[_Waiter] = []
+        self._durable_waiters: list[_Waiter] = []
+        self._commit_changed = trio.Event()
+        self.commit_offset = Offset(core.commit_offset)
+        self.durable_end = Offset(store.log_end_offset())
+        self.role = core.status.role
+        self.leader: NodeId | None = core.status.leader
+        self.fenced: BaseException | None = None
+
+    # ------------------------------------------------------------------ inputs
+
+    def tick(self) -> None:
+        self._inbox.append(("tick",))
+        self._wake.set()
+
+    def step(self, msg: Message) -> None:
+        self._inbox.append(("step", msg))
+        self._wake.set()
+
+    def campaign(self) -> None:
+        self._inbox.append(("campaign",))
+        self._wake.set()
+
+    def transfer_leadership(self, to: NodeId) -> None:
+        self._inbox.append(("transfer", to))
+        self._wake.set()
+
+    async def propose(
+        self, data: bytes, record_count: int, acks: Acks, *, timeout_s: float = 30.0
+    ) -> Entry:
+        """Append a batch through Raft and wait per ``acks``; returns the entry with its
+        offsets. Raises ``ProduceError``: NOT_LEADER (not written, retry at the hint) or
+        UNKNOWN_OUTCOME (may have been written)."""
+        if self.fenced is not None:
+            raise ProduceError(ErrorCode.KAFKA_STORAGE_ERROR, f"replica fenced: {self.fenced}")
+        box: list[Any] = []
+        ready = trio.Event()
+        self._inbox.append(("propose", data, record_count, acks, box, ready))
+        self._wake.set()
+        await ready.wait()
+        outcome = box[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        waiter: _Waiter | None = outcome
+        if waiter is None:  # acks=0
+            return box[1]  # type: ignore[no-any-return]
+        with trio.move_on_after(timeout_s):
+            await waiter.done.wait()
+        if not waiter.done.is_set():
+            self._forget(waiter)
+            raise ProduceError(
+                ErrorCode.UNKNOWN_OUTCOME,
+                f"no acknowledgement within {timeout_s:g} s; the batch may or may not "
+                "have been written",
+            )
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.entry
+
+    async def wait_commit_beyond(self, offset: int, timeout_s: float) -> Offset:
+        """Long-poll: return once the commit offset (high watermark) is past ``offset``, or
+        at the deadline; returns the commit offset either way."""
+        with trio.move_on_after(timeout_s):
+            while self.commit_offset <= offset:
+                await self._commit_changed.wait()
+        return self.commit_offset
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            inbox, self._inbox = self._inbox, []
+            for item in inbox:
+                self._apply(item)
+            while self.core.has_ready():
+                rd = self.core.ready()
+                assert rd is not None
+                await self._handle(rd)
+
+    def _apply(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        core = self.core
+        if kind == "tick":
+            core.tick()
+        elif kind == "step":
+            core.step(item[1])
+        elif kind == "campaign":
+            core.campaign()
+        elif kind == "transfer":
+            try:
+                core.transfer_leadership(item[1])
+            except RaftlogError as e:
+                log.info("event=transfer_refused error=%s", e)
+        elif kind == "propose":
+            _, data, count, acks, box, ready = item
+            try:
+                entry = core.propose(data, count)
+            except NotLeaderError as e:
+                box.append(ProduceError(ErrorCode.NOT_LEADER, str(e), e.leader_hint))
+            else:
+                if acks is Acks.NONE:
+                    box.extend([None, entry])
+                else:
+                    w = _Waiter(entry.last_offset, next(self._seq), entry, acks)
+                    target = self._commit_waiters if acks is Acks.ALL else self._durable_waiters
+                    bisect.insort(target, w)
+                    box.append(w)
+            ready.set()
+
+    async def _handle(self, rd: Ready) -> None:
+        for m in rd.messages:
+            self.send(m)
+        try:
+            if rd.hard_state is not None or rd.truncate_from is not None or rd.reset_log_start:
+                await self.flusher.run_in_thread(lambda: self.store.write(rd))
+                await self.flusher.flush(self.store.log)
+            elif rd.entries:
+                self.store.write(rd)
+                await self.flusher.flush(self.store.log)
+        except Exception as e:
+            # an I/O error fences the replica: it must never acknowledge again
+            self.fenced = e
+            log.error("event=replica_fenced group=%s error=%r", self.core.config.group, e)
+            self._fail_all(ProduceError(ErrorCode.KAFKA_STORAGE_ERROR, f"replica fenced: {e}"))
+            raise
+        for m in rd.messages_after_persist:
+            self.send(m)
+        self.core.advance(rd)
+        if rd.soft_state is not None:
+            self.role = rd.soft_state.role
+            self.leader = rd.soft_state.leader
+        if rd.local_end_offset is not None:
+            self.durable_end = rd.local_end_offset
+            self._resolve(self._durable_waiters, self.durable_end)
+        if rd.commit_offset is not None:
+            self.commit_offset = rd.commit_offset
+            self._resolve(self._commit_waiters, self.commit_offset)
+            self._commit_changed.set()
+            self._commit_changed = trio.Event()
+        if self.role is not Role.LEADER and self._durable_waiters:
+            # acks=1 waiters of a deposed leader: their entries may survive or not
+            self._fail(self._durable_waiters, self._unknown("leadership was lost"))
+
+    def _resolve(self, waiters: list[_Waiter], upto: int) -> None:
+        n = 0
+        while n < len(waiters) and waiters[n].last_offset < upto:
+            w = waiters[n]
+            term = self.store.term_at(Offset(w.last_offset))
+            if term != w.entry.term:
+                w.error = ProduceError(
+                    ErrorCode.NOT_LEADER,
+                    "the batch was replaced by a new leader's entries: not written; retry",
+                    self.leader,
+                )
+            w.done.set()
+            n += 1
+        del waiters[:n]
+
+    def _unknown(self, why: str) -> ProduceError:
+        return ProduceError(
+            ErrorCode.UNKNOWN_OUTCOME, f"{why}; the batch may or may not have been written"
+        )
+
+    def _fail(self, waiters: list[_Waiter], error: ProduceError) -> None:
+        for w in waiters:
+            w.error = error
+            w.done.set()
+        waiters.clear()
+
+    def _fail_all(self, error: ProduceError) -> None:
+        self._fail(self._commit_waiters, error)
+        self._fail(self._durable_waiters, error)
+
+    def _forget(self, waiter: _Waiter) -> None:
+        for waiters in (self._commit_waiters, self._durable_waiters):
+            if waiter in waiters:
+                waiters.remove(waiter)

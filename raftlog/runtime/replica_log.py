@@ -1,0 +1,76 @@
+"""A partition's on-disk log as the Raft core sees it, and the persistence step of ``Ready``.
+
+``raftlog.storage.log.PartitionLog`` speaks Kafka (ints, record batches); the core speaks
+Raft (``Entry``, ``HardState``, ``Term``). ``ReplicaLog`` translates, implementing the
+core's ``LogStore`` protocol, and performs step 1 of a ``Ready`` in the order the core
+documents: reset the log start, truncate, append, write the hard state, fsync.
+
+The fsync is the log's group commit (``PartitionLog.sync_to``): called from a worker thread
+by the runtime, one fsync covers every append that arrived while the previous one ran.
+"""
+
+from __future__ import annotations
+
+from raftlog.raft.log_store import Entry, HardState
+from raftlog.raft.ready import Ready
+from raftlog.storage.log import PartitionLog
+from raftlog.types import NO_TERM, NodeId, Offset, Term
+
+
+class ReplicaLog:
+    """``LogStore`` over a ``PartitionLog``; see the module docstring."""
+
+    def __init__(self, log: PartitionLog) -> None:
+        self.log = log
+
+    # ------------------------------------------------------------------ LogStore
+
+    def log_start_offset(self) -> Offset:
+        return Offset(self.log.log_start_offset())
+
+    def log_end_offset(self) -> Offset:
+        return Offset(self.log.log_end_offset())
+
+    def last_term(self) -> Term:
+        return Term(self.log.last_term())
+
+    def term_at(self, offset: Offset) -> Term | None:
+        term = self.log.term_at(offset)
+        return None if term is None else Term(term)
+
+    def end_offset_for_term(self, term: Term) -> tuple[Term, Offset]:
+        found, end = self.log.end_offset_for_term(term)
+        return Term(found), Offset(end)
+
+    def entries(self, offset: Offset, max_bytes: int) -> list[Entry]:
+        return [
+            Entry(Offset(b.offset), Offset(b.last_offset), Term(b.term), b.data)
+            for b in self.log.read_batches(offset, max_bytes)
+        ]
+
+    def hard_state(self) -> HardState:
+        stored = self.log.hard_state()
+        return HardState(Term(stored.term), None if stored.vote is None else NodeId(stored.vote))
+
+    # ------------------------------------------------------------------ Ready, step 1
+
+    def write(self, rd: Ready) -> None:
+        """Write what ``rd`` asks (page cache; the hard state is durable at once)."""
+        log = self.log
+        if rd.reset_log_start is not None:
+            offset, term = rd.reset_log_start
+            log.reset_to(offset, term if term >= 0 else NO_TERM)
+        if rd.truncate_from is not None:
+            log.truncate_suffix(rd.truncate_from)
+        for e in rd.entries:
+            h = log.append_batch(e.data, e.offset, e.term)
+            assert h.last_offset == e.last_offset, (h.last_offset, e.last_offset)
+        if rd.hard_state is not None:
+            vote = rd.hard_state.vote
+            log.save_hard_state(rd.hard_state.term, None if vote is None else int(vote))
+
+    def persist(self, rd: Ready) -> None:
+        """Step 1 of ``rd`` in full: write, then make it durable (group commit)."""
+        self.write(rd)
+        if rd.entries or rd.truncate_from is not None or rd.reset_log_start is not None:
+            self.log.sync_to(self.log.log_end_offset())
