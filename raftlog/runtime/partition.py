@@ -32,7 +32,7 @@ from typing import Any
 import trio
 
 from raftlog.errors import ErrorCode, RaftlogError
-from raftlog.raft import Entry, Message, NotLeaderError, RaftNode, Ready, Role
+from raftlog.raft import Entry, Message, NotLeaderError, RaftNode, Ready, Role, SoftState
 from raftlog.runtime.flusher import Flusher
 from raftlog.runtime.replica_log import ReplicaLog
 from raftlog.types import NodeId, Offset
@@ -91,6 +91,7 @@ class PartitionDriver:
         self.role = core.status.role
         self.leader: NodeId | None = core.status.leader
         self.fenced: BaseException | None = None
+        self.on_soft_state: Callable[[SoftState], None] | None = None
 
     # ------------------------------------------------------------------ inputs
 
@@ -216,6 +217,8 @@ class PartitionDriver:
         if rd.soft_state is not None:
             self.role = rd.soft_state.role
             self.leader = rd.soft_state.leader
+            if self.on_soft_state is not None:
+                self.on_soft_state(rd.soft_state)
         if rd.local_end_offset is not None:
             self.durable_end = rd.local_end_offset
             self._resolve(self._durable_waiters, self.durable_end)
@@ -253,6 +256,10 @@ class PartitionDriver:
             w.error = error
             w.done.set()
         waiters.clear()
+
+    def fail_pending(self, why: str) -> None:
+        """Answer every waiting proposal with "unknown outcome" (the replica is going)."""
+        self._fail_all(self._unknown(why))
 
     def _fail_all(self, error: ProduceError) -> None:
         self._fail(self._commit_waiters, error)

@@ -1,0 +1,254 @@
+"""The replica manager: which partitions this broker holds, reconciled from the metadata.
+
+Each broker runs one ``ReplicaManager``. Given a metadata image, ``reconcile`` makes the
+local replicas match the assignments: a partition assigned to this broker gets its log
+opened (created when new) and a ``PartitionDriver`` started; a partition no longer assigned
+here (or whose topic was deleted, or deleted and created again under the same name) has its
+driver stopped and its folder removed. It also ticks every driver, routes Raft messages
+from peers to the right driver, reports leadership changes (term-fenced by the metadata
+model), and applies retention in the background.
+
+A partition's folder holds ``replica.meta``: the topic id (the metadata version that created
+the topic) and the voters the group started with, so that a restart neither mistakes an
+older topic of the same name for the current one nor forgets the membership in effect at
+the log start (the core needs it: retention may have removed the entries that set it).
+
+Raft group ids are ``"<topic>/<partition>"`` (a topic name never contains ``/``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from raftlog.config import LogConfig, topic_log_config
+from raftlog.raft import Membership, Message, RaftConfig, RaftNode, SoftState
+from raftlog.runtime.flusher import Flusher
+from raftlog.runtime.partition import PartitionDriver
+from raftlog.runtime.replica_log import ReplicaLog
+from raftlog.storage.files import FileSystem, read_whole, write_atomically
+from raftlog.storage.log import PartitionLog
+from raftlog.storage.paths import partition_dir
+from raftlog.storage.records import ControlType, control_batch
+from raftlog.types import NodeId
+
+log = logging.getLogger("raftlog.replicas")
+
+META_NAME = "replica.meta"
+
+
+def group_id(topic: str, partition: int) -> str:
+    return f"{topic}/{partition}"
+
+
+def parse_group(group: str | int) -> tuple[str, int]:
+    topic, _, partition = str(group).rpartition("/")
+    return topic, int(partition)
+
+
+@dataclass(frozen=True, slots=True)
+class RaftTimings:
+    """Ticks and their length. Defaults: 100 ms ticks, elections after 1-2 s of silence,
+    a heartbeat every tick."""
+
+    tick_ms: int = 100
+    election_timeout_ticks: int = 10
+    heartbeat_interval_ticks: int = 1
+
+
+class LocalReplica:
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        topic_id: int,
+        plog: PartitionLog,
+        driver: PartitionDriver,
+        log_config: LogConfig,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.topic_id = topic_id
+        self.log = plog
+        self.driver = driver
+        self.log_config = log_config
+        self.scope = trio.CancelScope()
+
+
+class ReplicaManager:
+    """See the module docstring. Call ``reconcile`` from the trio thread; run ``run`` in
+    the broker's nursery."""
+
+    def __init__(
+        self,
+        broker_id: int,
+        data_dir: str,
+        fs: FileSystem,
+        flusher: Flusher,
+        send: Callable[[Message], None],
+        *,
+        timings: RaftTimings | None = None,
+        on_leader: Callable[[str, int, int, int | None, int], None] | None = None,
+        clock_ms: Callable[[], int] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.broker_id = broker_id
+        self.data_dir = data_dir
+        self.fs = fs
+        self.flusher = flusher
+        self.send = send
+        self.timings = timings or RaftTimings()
+        self.on_leader = on_leader
+        self.clock_ms = clock_ms
+        self.replicas: dict[str, LocalReplica] = {}
+        self._rng = random.Random(seed)
+        self._nursery: trio.Nursery | None = None
+
+    # ------------------------------------------------------------------ lookups
+
+    def get(self, topic: str, partition: int) -> LocalReplica | None:
+        return self.replicas.get(group_id(topic, partition))
+
+    def route(self, msg: Message) -> None:
+        """Hand a Raft message from a peer to its partition (dropped when not held)."""
+        replica = self.replicas.get(str(msg.group))
+        if replica is not None:
+            replica.driver.step(msg)
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._ticker)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _ticker(self) -> None:
+        period = self.timings.tick_ms / 1000
+        while True:
+            await trio.sleep(period)
+            for replica in list(self.replicas.values()):
+                replica.driver.tick()
+
+    async def retention_loop(self, interval_s: float = 60.0) -> None:
+        """Delete what retention allows, below each partition's high watermark."""
+        while True:
+            await trio.sleep(interval_s)
+            for replica in list(self.replicas.values()):
+                try:
+                    replica.log.config = replica.log_config
+                    await trio.to_thread.run_sync(
+                        replica.log.apply_retention, replica.driver.commit_offset
+                    )
+                except Exception as e:  # a fenced log stays fenced; the others go on
+                    log.warning(
+                        "event=retention_failed group=%s error=%r",
+                        group_id(replica.topic, replica.partition),
+                        e,
+                    )
+
+    # ------------------------------------------------------------------ reconcile
+
+    def reconcile(self, image: Any) -> None:
+        """Make the local replicas match ``image``'s assignments for this broker."""
+        assert self._nursery is not None, "run() first"
+        wanted: dict[str, tuple[Any, Any]] = {}
+        for topic in image.topics.values():
+            for p in topic.partitions:
+                if self.broker_id in p.replicas:
+                    wanted[group_id(topic.name, p.partition)] = (topic, p)
+        for group, replica in list(self.replicas.items()):
+            target = wanted.get(group)
+            if target is None or target[0].topic_id != replica.topic_id:
+                self._remove(group)
+            else:
+                replica.log_config = topic_log_config(target[0].configs)
+        for group, (topic, p) in sorted(wanted.items()):
+            if group not in self.replicas:
+                self._create(topic, p)
+
+    def _create(self, topic: Any, p: Any) -> None:
+        folder = partition_dir(self.data_dir, topic.name, p.partition)
+        meta_path = f"{folder}/{META_NAME}"
+        voters = tuple(sorted(p.replicas))
+        if self.fs.exists(meta_path):
+            meta = json.loads(read_whole(self.fs, meta_path, max_bytes=65536))
+            if meta.get("topic_id") != topic.topic_id:
+                log.info("event=stale_replica_removed group=%s", group_id(topic.name, p.partition))
+                remove_tree(self.fs, folder)
+            else:
+                voters = tuple(meta["voters"])
+        log_config = topic_log_config(topic.configs)
+        if self.clock_ms is None:
+            plog = PartitionLog.open(self.fs, folder, log_config)
+        else:
+            plog = PartitionLog.open(self.fs, folder, log_config, clock_ms=self.clock_ms)
+        if not self.fs.exists(meta_path):
+            meta_doc = {"topic_id": topic.topic_id, "voters": list(voters)}
+            write_atomically(self.fs, meta_path, json.dumps(meta_doc).encode())
+        group = group_id(topic.name, p.partition)
+        t = self.timings
+        config = RaftConfig(
+            node_id=NodeId(self.broker_id),
+            group=group,
+            membership=Membership(tuple(NodeId(v) for v in voters)),
+            election_timeout_ticks=t.election_timeout_ticks,
+            heartbeat_interval_ticks=t.heartbeat_interval_ticks,
+            noop_data=control_batch(ControlType.LEADER_CHANGE, now_ms=0),
+        )
+        store = ReplicaLog(plog)
+        core = RaftNode(config, store, random.Random(self._rng.getrandbits(64)))
+        driver = PartitionDriver(core, store, self.flusher, self.send)
+        driver.on_soft_state = self._soft_state_hook(topic.name, p.partition, topic.topic_id)
+        replica = LocalReplica(topic.name, p.partition, topic.topic_id, plog, driver, log_config)
+        self.replicas[group] = replica
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_driver, replica)
+
+    async def _run_driver(self, replica: LocalReplica) -> None:
+        with replica.scope:
+            await replica.driver.run()
+
+    def _soft_state_hook(
+        self, topic: str, partition: int, topic_id: int
+    ) -> Callable[[SoftState], None]:
+        """Reports ``(topic, partition, topic_id, leader, term)`` when this broker becomes
+        leader; the metadata model fences reports by term."""
+
+        def hook(soft: SoftState) -> None:
+            if self.on_leader is not None and soft.leader == self.broker_id:
+                self.on_leader(topic, partition, topic_id, soft.leader, int(soft.term))
+
+        return hook
+
+    def _remove(self, group: str) -> None:
+        replica = self.replicas.pop(group)
+        replica.scope.cancel()
+        replica.driver.fail_pending("the partition was removed from this broker")
+        folder = replica.log.folder
+        replica.log.close()
+        remove_tree(self.fs, folder)
+        log.info("event=replica_removed group=%s", group)
+
+    def close(self) -> None:
+        for replica in self.replicas.values():
+            replica.scope.cancel()
+            replica.log.close()
+
+
+def remove_tree(fs: FileSystem, folder: str) -> None:
+    """Delete a partition folder and what is in it (files only, as partitions hold)."""
+    if not fs.exists(folder):
+        return
+    for name in fs.listdir(folder):
+        fs.remove(f"{folder}/{name}")
+    fs.rmdir(folder)
+    parent = folder.rsplit("/", 1)[0]
+    fs.fsync_dir(parent)
