@@ -187,3 +187,180 @@ def topic_log_config(configs: Mapping[str, str]) -> LogConfig:
         elif field is not None:
             fields[field] = _config_int(key, configs[key])
     return LogConfig(**fields)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ the broker
+
+DEFAULT_DATA_DIR = "./raftlog-data"
+DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_NATIVE_PORT}"
+BROKER_ID_MAX = 2**31 - 1
+SECRET_FILE_BYTES_MAX = 4096
+
+
+def parse_host_port(text: str, what: str) -> tuple[str, int]:
+    """``"host:port"`` (``"[v6]:port"`` too) as (host, port); ``InvalidConfigError`` saying
+    what is wrong otherwise."""
+    if not isinstance(text, str) or ":" not in text:
+        raise InvalidConfigError(f"{what} must look like HOST:PORT, got {text!r}")
+    host, _, port_text = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise InvalidConfigError(f"{what} must look like HOST:PORT (port 1-65535), got {text!r}")
+    return host, int(port_text)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAddress:
+    """One cluster member as given by ``--peer ID@HOST:PORT`` (its native port)."""
+
+    node_id: int
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> PeerAddress:
+        ident, sep, address = str(text).partition("@")
+        if not sep or not ident.isdigit() or not 0 <= int(ident) <= BROKER_ID_MAX:
+            raise InvalidConfigError(f"a peer must look like ID@HOST:PORT, got {text!r}")
+        host, port = parse_host_port(address, f"peer {text!r}")
+        return cls(int(ident), host, port)
+
+    def __str__(self) -> str:
+        return f"{self.node_id}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    """How one broker runs (``raftlog node start``). Ports: the native port (clients and
+    peers) from ``listen``; the metadata (pysyncobj) port defaults to native + 1 and the
+    admin HTTP port to native + 2. ``peers`` lists every member, this one included, with
+    the address the others reach it at; the metadata port of a peer is its native port
+    + 1 unless the cluster overrides ``metadata_port`` everywhere alike."""
+
+    node_id: int = 1
+    data_dir: str = DEFAULT_DATA_DIR
+    listen: str = DEFAULT_LISTEN
+    advertise: str | None = None
+    peers: tuple[PeerAddress, ...] = ()
+    metadata_port: int | None = None
+    admin_port: int | None = None
+    cluster_secret_file: str | None = None
+    tick_ms: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.node_id <= BROKER_ID_MAX:
+            raise InvalidConfigError(f"node id must be in 0..{BROKER_ID_MAX}, got {self.node_id}")
+        host, _ = parse_host_port(self.listen, "listen")
+        if self.advertise is not None:
+            parse_host_port(self.advertise, "advertise")
+        elif host in ("0.0.0.0", "::"):
+            raise InvalidConfigError(
+                f"listening on {self.listen} needs --advertise HOST:PORT: the address clients "
+                "and peers should use to reach this broker"
+            )
+        ids = [p.node_id for p in self.peers]
+        if len(set(ids)) != len(ids):
+            raise InvalidConfigError(f"peer ids must be unique, got {sorted(ids)}")
+        if self.peers and self.node_id not in ids:
+            raise InvalidConfigError(
+                f"the peer list must include this node ({self.node_id}); give the same "
+                "--peer list to every member, itself included"
+            )
+        if len(self.members) > 1 and not self.cluster_secret_file:
+            raise InvalidConfigError(
+                "a cluster of more than one node needs --cluster-secret-file (the same "
+                "secret on every member; e.g. `head -c 32 /dev/urandom | base64 > secret`)"
+            )
+        for name in ("metadata_port", "admin_port"):
+            port = getattr(self, name)
+            if port is not None and not 0 < port < 65536:
+                raise InvalidConfigError(f"{name} must be 1-65535, got {port}")
+        if not 1 <= self.tick_ms <= 10_000:
+            raise InvalidConfigError(f"tick_ms must be in 1..10000, got {self.tick_ms}")
+
+    @property
+    def advertised(self) -> tuple[str, int]:
+        return parse_host_port(self.advertise or self.listen, "advertise")
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return parse_host_port(self.listen, "listen")
+
+    @property
+    def members(self) -> tuple[PeerAddress, ...]:
+        """Every member; a broker given no peers is a one-node cluster of itself."""
+        if self.peers:
+            return tuple(sorted(self.peers, key=lambda p: p.node_id))
+        host, port = self.advertised
+        return (PeerAddress(self.node_id, host, port),)
+
+    def metadata_address_of(self, peer: PeerAddress) -> str:
+        port = self.metadata_port if self.metadata_port is not None else peer.port + 1
+        return f"{peer.host}:{port}"
+
+    @property
+    def metadata_listen(self) -> str:
+        """Where this broker's metadata port binds: the listen host (the internal address),
+        never a wildcard when an advertised address is known."""
+        host, port = self.listen_address
+        if host in ("0.0.0.0", "::"):
+            host = self.advertised[0]
+        return f"{host}:{self.metadata_port if self.metadata_port is not None else port + 1}"
+
+    @property
+    def admin_address(self) -> tuple[str, int]:
+        host, port = self.listen_address
+        return host, self.admin_port if self.admin_port is not None else port + 2
+
+
+_BROKER_KEYS = {
+    "id": "node_id",
+    "node_id": "node_id",
+    "data_dir": "data_dir",
+    "listen": "listen",
+    "advertise": "advertise",
+    "peers": "peers",
+    "metadata_port": "metadata_port",
+    "admin_port": "admin_port",
+    "cluster_secret_file": "cluster_secret_file",
+    "tick_ms": "tick_ms",
+}
+
+
+def load_broker_config(
+    toml_text: str | None = None, overrides: Mapping[str, Any] | None = None
+) -> BrokerConfig:
+    """A ``BrokerConfig`` from a TOML document (keys as in ``_BROKER_KEYS``; ``peers`` a
+    list of ``"ID@HOST:PORT"``), then ``overrides`` (command-line flags, None = not given)
+    on top. Unknown keys and wrong types raise ``InvalidConfigError``."""
+    import tomllib
+
+    fields: dict[str, Any] = {}
+    if toml_text is not None:
+        try:
+            doc = tomllib.loads(toml_text)
+        except tomllib.TOMLDecodeError as e:
+            raise InvalidConfigError(f"the config file is not valid TOML: {e}") from None
+        unknown = sorted(set(doc) - set(_BROKER_KEYS))
+        if unknown:
+            raise InvalidConfigError(
+                f"unknown config keys {unknown}; known keys: {sorted(set(_BROKER_KEYS))}"
+            )
+        for key, value in doc.items():
+            fields[_BROKER_KEYS[key]] = value
+    for key, value in (overrides or {}).items():
+        if value is not None and value != ():
+            fields[_BROKER_KEYS.get(key, key)] = value
+    if "peers" in fields:
+        peers = fields["peers"]
+        if not isinstance(peers, list | tuple) or not all(isinstance(p, str) for p in peers):
+            raise InvalidConfigError('peers must be a list of "ID@HOST:PORT" strings')
+        fields["peers"] = tuple(PeerAddress.parse(p) for p in peers)
+    types = {"node_id": int, "metadata_port": int, "admin_port": int, "tick_ms": int}
+    for key, want in types.items():
+        if key in fields and (isinstance(fields[key], bool) or not isinstance(fields[key], want)):
+            raise InvalidConfigError(f"{key} must be a whole number, got {fields[key]!r}")
+    for key in ("data_dir", "listen", "advertise", "cluster_secret_file"):
+        if key in fields and not isinstance(fields[key], str):
+            raise InvalidConfigError(f"{key} must be a string, got {fields[key]!r}")
+    return BrokerConfig(**fields)
