@@ -188,9 +188,25 @@ class ErrorResponse(ResultMixin, WireMessage):
 # ------------------------------------------------------------------ HELLO
 
 
+AUTH_BYTES_MAX = 64
+"""Cap on a peer handshake nonce or proof (they are 32 bytes)."""
+
+
+def _auth_fields_ok(v: dict[str, Any]) -> str | None:
+    for key in ("nonce", "proof"):
+        if v.get(key) is not None and len(v[key]) > AUTH_BYTES_MAX:
+            return f"{key} is longer than {AUTH_BYTES_MAX} bytes"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class HelloRequest(WireMessage):
-    """``role`` is "client" or "peer"; a peer gives its ``node_id``, a client does not."""
+    """``role`` is "client" or "peer"; a peer gives its ``node_id``, a client does not.
+
+    Peers authenticate with the cluster secret by challenge and response (no clocks): the
+    first HELLO of a peer carries its ``nonce``; the broker answers with its own nonce and
+    a ``proof`` over both; the peer checks it and sends a second HELLO with its ``proof``
+    (``raftlog.runtime.transport`` computes them). No Raft message is accepted before."""
 
     API_KEY: ClassVar[ApiKey] = ApiKey.HELLO
     role: str = wire(Str(choices=("client", "peer")))
@@ -200,6 +216,8 @@ class HelloRequest(WireMessage):
         default=(PROTOCOL_VERSION,),
     )
     node_id: NodeId | None = wire(Opt(NODE), default=None)
+    nonce: Buffer | None = wire(Opt(Bytes()), default=None)
+    proof: Buffer | None = wire(Opt(Bytes()), default=None)
 
     @staticmethod
     def _wire_check(v: dict[str, Any]) -> str | None:
@@ -207,7 +225,7 @@ class HelloRequest(WireMessage):
             return "a peer must give its node_id"
         if v["role"] == "client" and v["node_id"] is not None:
             return "a client must not give a node_id"
-        return None
+        return _auth_fields_ok(v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +234,12 @@ class HelloResponse(WireMessage):
     broker_id: NodeId = wire(NODE)
     cluster_id: str = wire(Str(min_chars=1))
     version: int = wire(Int(1, 255))
+    nonce: Buffer | None = wire(Opt(Bytes()), default=None)
+    proof: Buffer | None = wire(Opt(Bytes()), default=None)
+
+    @staticmethod
+    def _wire_check(v: dict[str, Any]) -> str | None:
+        return _auth_fields_ok(v)
 
 
 # ------------------------------------------------------------------ METADATA

@@ -1,0 +1,120 @@
+"""Three brokers' replica managers talking Raft over real TCP on 127.0.0.1 through the
+peer transport: authenticated handshakes, coalesced frames, replication, and a dialler
+with the wrong secret that gets nothing in."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import trio
+
+from raftlog.metadata.model import MetadataModel
+from raftlog.raft.messages import Message, VoteRequest
+from raftlog.runtime.flusher import Flusher
+from raftlog.runtime.partition import Acks
+from raftlog.runtime.replicas import RaftTimings, ReplicaManager
+from raftlog.runtime.transport import PeerTransport, serve_first_hello
+from raftlog.storage.files import OsFileSystem
+from raftlog.storage.records import Record, build_batch
+from raftlog.testing.procs import free_ports
+from raftlog.types import NodeId, Offset, Term
+
+SECRET = b"transport-test-secret-0123456789"
+BROKERS = (1, 2, 3)
+
+
+def apply_ok(model: MetadataModel, cmd: dict[str, Any]) -> None:
+    result = model.apply(cmd)
+    assert result["ok"], result
+
+
+async def listener(port: int, transport: PeerTransport, *, task_status: Any) -> None:
+    async def handle(stream: trio.SocketStream) -> None:
+        first = await serve_first_hello(stream)
+        if first is not None and first[2].role == "peer":
+            await transport.serve_peer(stream, *first)
+
+    await trio.serve_tcp(handle, port, host="127.0.0.1", task_status=task_status)
+
+
+async def test_replication_over_tcp_and_authentication(tmp_path: Any) -> None:
+    ports = dict(zip(BROKERS, free_ports(3), strict=True))
+    peers = {b: ("127.0.0.1", p) for b, p in ports.items()}
+    model = MetadataModel()
+    for b in BROKERS:
+        apply_ok(model, {"op": "register_broker", "rid": f"r{b}", "broker_id": b,
+                         "client_address": f"127.0.0.1:{ports[b]}",
+                         "internal_address": f"127.0.0.1:{ports[b]}", "now_ms": 1})  # fmt: skip
+    apply_ok(model, {"op": "create_topic", "rid": "c", "topic": "orders", "partitions": 8,
+                     "replication_factor": 3})  # fmt: skip
+    managers: dict[int, ReplicaManager] = {}
+    transports: dict[int, PeerTransport] = {}
+    flusher = Flusher()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(flusher.run)
+        for b in BROKERS:
+
+            def deliver(msg: Message, b: int = b) -> None:
+                managers[b].route(msg)
+
+            transports[b] = PeerTransport(b, peers, SECRET, "test-cluster", deliver)
+            managers[b] = ReplicaManager(b, os.path.join(str(tmp_path), f"b{b}"), OsFileSystem(),
+                                         flusher, transports[b].send,
+                                         timings=RaftTimings(tick_ms=20), seed=b)  # fmt: skip
+            await nursery.start(listener, ports[b], transports[b])
+            nursery.start_soon(transports[b].run)
+            await nursery.start(managers[b].run)
+        image = model.image()
+        for m in managers.values():
+            m.reconcile(image)
+
+        async def leader_of(partition: int) -> Any:
+            with trio.fail_after(15):
+                while True:
+                    leaders = [
+                        r
+                        for m in managers.values()
+                        if (r := m.get("orders", partition)) is not None
+                        and r.driver.role.value == "leader"
+                    ]
+                    if len(leaders) == 1:
+                        return leaders[0]
+                    await trio.sleep(0.02)
+
+        for p in range(8):
+            leader = await leader_of(p)
+            e = await leader.driver.propose(build_batch([Record(b"k", b"v%d" % p)], now_ms=1), 1,
+                                            Acks.ALL)  # fmt: skip
+            assert e.offset >= 1
+
+        # at rest, the heartbeats (and their answers) of 8 partitions share frames
+        def counts() -> tuple[int, int]:
+            frames = sum(q.frames_sent for t in transports.values() for q in t.queues.values())
+            return frames, sum(t.received for t in transports.values())
+
+        frames0, received0 = counts()
+        await trio.sleep(0.5)
+        frames1, received1 = counts()
+        frames, received = frames1 - frames0, received1 - received0
+        assert received > 2 * frames, (received, frames)
+
+        # a dialler that does not know the secret gets no message delivered
+        before = transports[1].received
+        intruder = PeerTransport(2, {1: peers[1]}, b"wrong-secret-0123456789abcdef", "x",
+                                 lambda m: None)  # fmt: skip
+        intruder.send(VoteRequest("orders/0", NodeId(2), NodeId(1), Term(99), Term(99),
+                                  Offset(10**6), False))  # fmt: skip
+        async with trio.open_nursery() as n:
+            n.start_soon(intruder.run)
+            with trio.fail_after(10):
+                while transports[1].rejected_handshakes == 0:
+                    await trio.sleep(0.02)
+            n.cancel_scope.cancel()
+        assert intruder.queues[1].frames_sent == 0
+        r0 = managers[1].get("orders", 0)
+        assert r0 is not None and r0.driver.core.status.term < 99
+        assert transports[1].received >= before
+        for m in managers.values():
+            m.close()
+        nursery.cancel_scope.cancel()
