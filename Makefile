@@ -9,7 +9,7 @@ SEED_START ?= 0
 .PHONY: help install run test test-all lint format typecheck bench bench-storage bench-metadata test-sim rewrite clean
 
 help:
-	@echo "make run            install into .venv and start raftlog"
+	@echo "make run            install into .venv and start a one-node broker (./raftlog-data)"
 	@echo "make test           install and run the test suite (what CI runs)"
 	@echo "make test-all       also the slow tests"
 	@echo "make test-sim       SEEDS=N SEED_START=S: many simulator seeds"
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/raftlog --help
+	$(BIN)/raftlog node start
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests

@@ -22,6 +22,11 @@ app = typer.Typer(
 )
 
 
+from raftlog.cli import node  # noqa: E402
+
+app.add_typer(node.app, name="node")
+
+
 @app.callback()
 def _root() -> None:
     """raftlog: a distributed commit log in the model of Apache Kafka."""

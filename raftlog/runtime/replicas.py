@@ -211,6 +211,12 @@ class ReplicaManager:
         self.replicas[group] = replica
         assert self._nursery is not None
         self._nursery.start_soon(self._run_driver, replica)
+        # No need to wait an election timeout when the answer is obvious: the only voter,
+        # or the preferred leader of a brand-new partition (pre-vote settles any race).
+        if voters == (self.broker_id,) or (
+            p.replicas[0] == self.broker_id and plog.log_end_offset() == 0
+        ):
+            driver.campaign()
 
     async def _run_driver(self, replica: LocalReplica) -> None:
         with replica.scope:

@@ -25,6 +25,7 @@ broken connection drops its queue and is dialled again with backoff.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -35,10 +36,12 @@ from typing import Any
 
 import trio
 
+from raftlog.errors import ErrorCode
 from raftlog.raft.messages import AppendEntriesRequest, Message
 from raftlog.types import NodeId
 from raftlog.wire import (
     BadFrame,
+    ErrorResponse,
     Frame,
     FrameDecoder,
     FrameTooLarge,
@@ -49,6 +52,7 @@ from raftlog.wire import (
     decode,
     encode_request,
     encode_response,
+    error_frame,
 )
 
 log = logging.getLogger("raftlog.transport")
@@ -76,20 +80,16 @@ class HandshakeError(Exception):
 
 
 async def _read_frame(stream: trio.abc.Stream, decoder: FrameDecoder) -> Frame:
+    """The next frame; frames behind it stay buffered in ``decoder`` (a client may
+    pipeline requests right behind its HELLO)."""
     while True:
-        frames = decoder.feed(b"")
-        if frames:
-            if len(frames) > 1:
-                raise HandshakeError("unexpected frames during the handshake")
-            return frames[0]
+        frame = decoder.next_frame()
+        if frame is not None:
+            return frame
         data = await stream.receive_some(RECEIVE_BYTES)
         if not data:
             raise HandshakeError("connection closed during the handshake")
-        frames = decoder.feed(data)
-        if frames:
-            if len(frames) > 1:
-                raise HandshakeError("unexpected frames during the handshake")
-            return frames[0]
+        decoder.receive(data)
 
 
 @dataclass
@@ -265,6 +265,12 @@ class PeerTransport:
                 frames = decoder.feed(b"")
             for frame in frames:
                 self._deliver_frame(frame, peer)
+            try:
+                data = await stream.receive_some(RECEIVE_BYTES)
+            except trio.BrokenResourceError:
+                return
+            if not data:
+                return
 
     def _deliver_frame(self, frame: Frame, peer: int) -> None:
         try:
@@ -285,15 +291,25 @@ class PeerTransport:
 async def serve_first_hello(
     stream: trio.abc.Stream, max_frame_bytes: int = PEER_FRAME_BYTES_MAX
 ) -> tuple[FrameDecoder, Frame, HelloRequest] | None:
-    """Read a connection's first frame, which must be a HELLO; None when it is not (the
-    caller closes the connection)."""
+    """Read a connection's first frame, which must be a HELLO. None when it is not: the
+    caller closes the connection (after an error answer here, when one can be given)."""
     decoder = FrameDecoder(max_frame_bytes)
     try:
         with trio.fail_after(HANDSHAKE_TIMEOUT_S):
             frame = await _read_frame(stream, decoder)
-        hello = decode(frame)
-    except (HandshakeError, WireError, trio.TooSlowError, trio.BrokenResourceError, OSError):
+            hello = decode(frame)
+            if not isinstance(hello, HelloRequest):
+                why = "the first request on a connection must be HELLO"
+                refusal = ErrorResponse(ErrorCode.INVALID_REQUEST, why)
+                pieces = encode_response(refusal, frame.correlation_id, frame.api_key)
+                await stream.send_all(b"".join(pieces))
+                return None
+    except WireError as e:
+        answer = error_frame(e)
+        if answer is not None:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_all(b"".join(answer))
         return None
-    if not isinstance(hello, HelloRequest):
+    except (HandshakeError, trio.TooSlowError, trio.BrokenResourceError, OSError):
         return None
     return decoder, frame, hello

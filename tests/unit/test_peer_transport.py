@@ -46,7 +46,7 @@ async def test_replication_over_tcp_and_authentication(tmp_path: Any) -> None:
         apply_ok(model, {"op": "register_broker", "rid": f"r{b}", "broker_id": b,
                          "client_address": f"127.0.0.1:{ports[b]}",
                          "internal_address": f"127.0.0.1:{ports[b]}", "now_ms": 1})  # fmt: skip
-    apply_ok(model, {"op": "create_topic", "rid": "c", "topic": "orders", "partitions": 8,
+    apply_ok(model, {"op": "create_topic", "rid": "c", "topic": "orders", "partitions": 24,
                      "replication_factor": 3})  # fmt: skip
     managers: dict[int, ReplicaManager] = {}
     transports: dict[int, PeerTransport] = {}
@@ -82,13 +82,13 @@ async def test_replication_over_tcp_and_authentication(tmp_path: Any) -> None:
                         return leaders[0]
                     await trio.sleep(0.02)
 
-        for p in range(8):
+        for p in range(24):
             leader = await leader_of(p)
             e = await leader.driver.propose(build_batch([Record(b"k", b"v%d" % p)], now_ms=1), 1,
                                             Acks.ALL)  # fmt: skip
             assert e.offset >= 1
 
-        # at rest, the heartbeats (and their answers) of 8 partitions share frames
+        # at rest, the heartbeats (and their answers) of 24 partitions share frames
         def counts() -> tuple[int, int]:
             frames = sum(q.frames_sent for t in transports.values() for q in t.queues.values())
             return frames, sum(t.received for t in transports.values())
@@ -97,7 +97,7 @@ async def test_replication_over_tcp_and_authentication(tmp_path: Any) -> None:
         await trio.sleep(0.5)
         frames1, received1 = counts()
         frames, received = frames1 - frames0, received1 - received0
-        assert received > 2 * frames, (received, frames)
+        assert received > 3 * frames, (received, frames)
 
         # a dialler that does not know the secret gets no message delivered
         before = transports[1].received

@@ -1,0 +1,247 @@
+"""One broker process: the metadata quorum, the partition replicas, the peer transport and
+the client port, put together and run on trio.
+
+Start-up: open (or create) the data folder; load the cluster secret (a one-node cluster
+makes its own, ``<data>/cluster.secret``, mode 0600); start the metadata quorum in
+``<data>/@metadata`` (a name no topic can take); register this broker (retrying until the
+metadata group answers) and heartbeat it every few seconds; reconcile the local replicas
+with every new metadata image; serve the native port.
+
+Shutdown (SIGTERM or Ctrl-C): hand every partition this broker leads to another replica
+(Raft leadership transfer), wait a little for the hand-overs, then stop everything and close
+the quorum; a second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import trio
+
+from raftlog.broker.handlers import Handlers
+from raftlog.broker.server import Server
+from raftlog.config import BrokerConfig
+from raftlog.errors import ErrorCode
+from raftlog.metadata.bridge import MetadataBridge
+from raftlog.metadata.quorum import MetadataQuorum, QuorumConfig
+from raftlog.raft import Role
+from raftlog.runtime.flusher import Flusher
+from raftlog.runtime.replicas import RaftTimings, ReplicaManager
+from raftlog.runtime.transport import PeerTransport
+from raftlog.storage.files import FileSystem, OsFileSystem
+from raftlog.types import NodeId
+
+log = logging.getLogger("raftlog.broker")
+
+METADATA_FOLDER = "@metadata"
+SECRET_FILE = "cluster.secret"
+HEARTBEAT_S = 2.0
+SHUTDOWN_TRANSFER_S = 2.0
+
+
+def load_secret(config: BrokerConfig) -> str:
+    """The cluster secret: from ``--cluster-secret-file``, or for a one-node cluster with
+    none given, made once in the data folder."""
+    path = config.cluster_secret_file
+    if path is None:
+        path = os.path.join(config.data_dir, SECRET_FILE)
+        if not os.path.exists(path):
+            os.makedirs(config.data_dir, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(os.urandom(32).hex())
+                f.flush()
+                os.fsync(f.fileno())
+    with open(path, encoding="utf-8") as f:
+        secret = f.read(4096).strip()
+    if len(secret) < 16:
+        raise ValueError(f"the cluster secret in {path} is shorter than 16 characters")
+    return secret
+
+
+def cluster_id_of(secret: str) -> str:
+    """Every member derives the same id from the shared secret, without revealing it."""
+    return hmac.new(secret.encode(), b"raftlog-cluster-id", hashlib.sha256).hexdigest()[:16]
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig, *, fs: FileSystem | None = None) -> None:
+        self.config = config
+        self.fs = fs or OsFileSystem()
+        self.secret = load_secret(config)
+        self.cluster_id = cluster_id_of(self.secret)
+        self.bridge: MetadataBridge | None = None
+        self.quorum: MetadataQuorum | None = None
+        self._stopping = trio.Event()
+        me = next(m for m in config.members if m.node_id == config.node_id)
+        self._metadata_addr = {config.metadata_address_of(m): m.node_id for m in config.members}
+        self._self_metadata = config.metadata_address_of(me)
+
+    def metadata_leader(self) -> int | None:
+        if self.quorum is None:
+            return None
+        leader = self.quorum.status()["leader"]
+        return None if leader is None else self._metadata_addr.get(leader)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        cfg = self.config
+        os.makedirs(cfg.data_dir, exist_ok=True)
+        box: list[MetadataBridge] = []
+        self.quorum = MetadataQuorum(
+            QuorumConfig(
+                self._self_metadata,
+                tuple(sorted(self._metadata_addr)),
+                os.path.join(cfg.data_dir, METADATA_FOLDER),
+                self.secret,
+                fs=self.fs,
+            ),
+            on_image=lambda image: box[0].on_image(image) if box else None,
+        )
+        try:
+            self.bridge = MetadataBridge(self.quorum)
+            box.append(self.bridge)
+            await self._serve(task_status)
+        finally:
+            self.quorum.close()
+
+    async def _serve(self, task_status: Any) -> None:
+        cfg = self.config
+        assert self.bridge is not None
+        flusher = Flusher()
+        peers = {m.node_id: (m.host, m.port) for m in cfg.members}
+        replicas_box: list[ReplicaManager] = []
+        transport = PeerTransport(
+            cfg.node_id,
+            peers,
+            self.secret.encode(),
+            self.cluster_id,
+            lambda msg: replicas_box[0].route(msg),
+        )
+        replicas = ReplicaManager(
+            cfg.node_id,
+            cfg.data_dir,
+            self.fs,
+            flusher,
+            transport.send,
+            timings=RaftTimings(tick_ms=cfg.tick_ms),
+            on_leader=self._report_leader,
+        )
+        replicas_box.append(replicas)
+        self.replicas = replicas
+        handlers = Handlers(
+            cfg.node_id, replicas, self.bridge, self.metadata_leader,
+            lambda: int(time.time() * 1000),
+        )  # fmt: skip
+        server = Server(cfg.node_id, self.cluster_id, handlers, transport)
+        host, port = cfg.listen_address
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(flusher.run)
+            nursery.start_soon(transport.run)
+            nursery.start_soon(self.bridge.run_commit_folder)
+            await nursery.start(replicas.run)
+            nursery.start_soon(replicas.retention_loop)
+            listeners = await trio.open_tcp_listeners(port, host=host)
+            nursery.start_soon(trio.serve_listeners, server.handle_connection, listeners)
+            nursery.start_soon(self._register_and_heartbeat)
+            nursery.start_soon(self._reconcile_loop, replicas)
+            log.info("event=broker_started id=%d listen=%s:%d cluster=%s", cfg.node_id, host,
+                     port, self.cluster_id)  # fmt: skip
+            task_status.started()
+            await self._stopping.wait()
+            await self._hand_over(replicas)
+            replicas.close()
+            nursery.cancel_scope.cancel()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _hand_over(self, replicas: ReplicaManager) -> None:
+        """Transfer the leadership of every partition led here, then wait a little."""
+        led = [r for r in replicas.replicas.values() if r.driver.role is Role.LEADER]
+        for r in led:
+            voters = [v for v in r.driver.core.membership.voters if v != self.config.node_id]
+            if voters:
+                r.driver.transfer_leadership(NodeId(voters[0]))
+        with trio.move_on_after(SHUTDOWN_TRANSFER_S):
+            while any(r.driver.role is Role.LEADER for r in led):
+                await trio.sleep(0.02)
+
+    def _report_leader(self, topic: str, partition: int, topic_id: int, leader: int | None,
+                       term: int) -> None:  # fmt: skip
+        async def report() -> None:
+            assert self.bridge is not None
+            cmd = {"op": "report_leader", "topic": topic, "partition": partition,
+                   "leader": leader, "term": term}  # fmt: skip
+            for _ in range(20):
+                try:
+                    result = await self.bridge.submit(cmd, timeout_s=5)
+                    if result.get("ok") or result.get("code") != ErrorCode.LEADER_NOT_AVAILABLE:
+                        return
+                except Exception as e:  # retried; the metadata group may be electing
+                    log.info("event=leader_report_retry group=%s/%d error=%s", topic, partition, e)
+                await trio.sleep(0.2)
+
+        self._nursery.start_soon(report)
+
+    async def _register_and_heartbeat(self) -> None:
+        assert self.bridge is not None
+        cfg = self.config
+        host, port = cfg.advertised
+        registered = False
+        while True:
+            now = int(time.time() * 1000)
+            if registered:
+                cmd: dict[str, Any] = {"op": "broker_heartbeat", "broker_id": cfg.node_id,
+                                       "now_ms": now}  # fmt: skip
+            else:
+                cmd = {"op": "register_broker", "broker_id": cfg.node_id,
+                       "client_address": f"{host}:{port}", "internal_address": f"{host}:{port}",
+                       "now_ms": now}  # fmt: skip
+            try:
+                result = await self.bridge.submit(cmd, timeout_s=5)
+                if result.get("ok"):
+                    if not registered:
+                        log.info("event=broker_registered id=%d", cfg.node_id)
+                    registered = True
+            except Exception as e:  # the metadata group may be electing: try again
+                log.info("event=metadata_unavailable error=%s", e)
+            await trio.sleep(HEARTBEAT_S if registered else 0.2)
+
+    async def _reconcile_loop(self, replicas: ReplicaManager) -> None:
+        assert self.bridge is not None
+        version = -1
+        while True:
+            image = await self.bridge.next_image(version)
+            version = image.version
+            replicas.reconcile(image)
+
+
+def run_broker(config: BrokerConfig) -> None:
+    """Run a broker in the foreground until SIGTERM or Ctrl-C (systemd-friendly): the first
+    signal hands leaderships over and stops, a second one stops at once."""
+
+    async def main() -> None:
+        broker = Broker(config)
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for _ in signals:
+                        if broker._stopping.is_set():
+                            nursery.cancel_scope.cancel()
+                            return
+                        log.info("event=broker_stopping")
+                        broker.stop()
+
+            nursery.start_soon(watch_signals)
+            await broker.run()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

@@ -1,0 +1,137 @@
+"""A one-node broker as a real process (``raftlog node start``, data in ./raftlog-data of
+its working folder): 100k records in and out in order, long-poll timing, hostile frames,
+a clean SIGTERM stop and a restart that keeps everything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import cbor2
+import pytest
+
+from raftlog.testing.procs import ProcessGroup, free_ports, wait_until
+from raftlog.testing.wire_client import WireClient
+
+pytestmark = pytest.mark.integration
+RAFTLOG = os.path.join(os.path.dirname(sys.executable), "raftlog")
+
+
+class Node:
+    def __init__(self, pg: ProcessGroup, root: str, port: int) -> None:
+        self.pg, self.root, self.port = pg, root, port
+
+    def start(self) -> None:
+        args = [RAFTLOG, "node", "start", "--listen", f"127.0.0.1:{self.port}"]
+        self.pg.start("node", args)
+        wait_until(self.client, timeout_s=30, what="the broker to accept clients")
+
+    def client(self) -> WireClient:
+        return WireClient("127.0.0.1", self.port)
+
+
+@pytest.fixture
+def node(tmp_path: Any, request: Any) -> Iterator[Node]:
+    root = str(tmp_path)
+    old = os.getcwd()
+    os.chdir(root)  # the broker's default data folder is ./raftlog-data
+    try:
+        with ProcessGroup(root) as pg:
+            n = Node(pg, root, free_ports(1)[0])
+            try:
+                n.start()
+                yield n
+            finally:
+                if getattr(request.node, "rep_call_failed", False):
+                    print(pg.procs["node"].log()[-5000:])
+    finally:
+        os.chdir(old)
+
+
+def test_one_node_produce_and_consume_100k_in_order(node: Node) -> None:
+    assert os.path.isdir(os.path.join(node.root, "raftlog-data"))
+    c = node.client()
+    assert c.create_topic("orders", 1, 1).error == 0
+    c.wait_leaders("orders")
+    sent = 0
+    for _ in range(1000):
+        r = c.produce("orders", 0, [b"%d" % (sent + i) for i in range(100)])
+        assert r.error == 0, r
+        assert r.base_offset >= sent
+        sent += 100
+    got = c.read_all("orders", 0)
+    assert [v for _, v in got] == [b"%d" % i for i in range(100_000)]
+    offsets = [o for o, _ in got]
+    assert offsets == sorted(set(offsets)), "offsets must be increasing and unique"
+
+    # long-poll: an idle fetch waits max_wait; a produce wakes a waiting fetch at once
+    hw = c.fetch("orders", 0, 0).high_watermark
+    t0 = time.monotonic()
+    r = c.fetch("orders", 0, hw, max_wait_ms=400)
+    idle = time.monotonic() - t0
+    assert not r.records and 0.38 <= idle < 1.5, idle
+
+    # stop with SIGTERM: it exits cleanly; a restart has every record
+    c.close()
+    node.pg.kill("node", signal.SIGTERM, timeout_s=20)
+    assert node.pg.procs["node"].popen.returncode == 0  # type: ignore[union-attr]
+    node.start()
+    c = node.client()
+    c.wait_leaders("orders")
+    assert len(c.read_all("orders", 0)) == 100_000
+
+
+def _raw(port: int, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(payload)
+        s.settimeout(2)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except TimeoutError:
+            pass
+        return out
+
+
+def _frame(envelope: Any, payload: bytes = b"") -> bytes:
+    env = cbor2.dumps(envelope)
+    return struct.pack(">II", 4 + len(env) + len(payload), len(env)) + env + payload
+
+
+def test_hostile_frames_leave_the_broker_and_other_clients_unharmed(node: Node) -> None:
+    c = node.client()
+    assert c.create_topic("t", 1, 1).error == 0
+    c.wait_leaders("t")
+    hello = _frame(
+        {"v": 1, "k": 0, "c": 1, "r": 0, "b": {"role": "client", "client_id": "x", "versions": [1]}}
+    )
+    nested: Any = 0
+    for _ in range(1000):
+        nested = [nested]
+    attacks = [
+        b"\x00\x00",  # truncated length
+        struct.pack(">I", 2**31),  # absurd length
+        hello[:-3],  # truncated frame
+        hello + _frame({"v": 1, "k": 99, "c": 2, "r": 0, "b": {}}),  # unknown API
+        hello + _frame({"v": 1, "k": 3, "c": 2, "r": 0, "b": {"topics": "nope"}}),  # wrong types
+        hello + _frame({"v": 1, "k": 1, "c": 2, "r": 0, "b": {"topics": nested}}),  # deep nesting
+        b"\xff" * 100_000,  # garbage
+        _frame({"v": 1, "k": 0, "c": 1, "r": 0, "b": {"role": "client"}}),  # bad HELLO
+    ]
+    for payload in attacks:
+        _raw(node.port, payload)
+    answer = _raw(node.port, hello + _frame({"v": 1, "k": 99, "c": 2, "r": 0, "b": {}}))
+    assert b"unknown" in answer.lower() or b"api" in answer.lower(), answer[-200:]
+    # still up, still serving the well-behaved client
+    r = c.produce("t", 0, [b"after"])
+    assert r.error == 0
+    assert node.pg.procs["node"].alive()
+    log = node.pg.procs["node"].log()
+    assert "Traceback" not in log, log[-3000:]
