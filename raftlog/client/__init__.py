@@ -1,1 +1,49 @@
-"""raftlog.client."""
+"""raftlog.client: the Python client of raftlog (blocking API; trio underneath).
+
+- ``Producer`` (``raftlog.client.producer``): batching, Kafka's key partitioning, retries.
+- ``Consumer`` (``raftlog.client.consumer``): assign, seek, long-poll ``poll``.
+- ``Admin`` (``raftlog.client.admin``): create, delete, list and describe topics.
+
+Each blocking client runs its own trio loop in a background thread (``_loop``); the trio
+classes (``AsyncAdmin``, ``AsyncConsumer``, the producer's ``Sender``) are what runs there.
+Errors are ``raftlog.errors.RaftlogError`` subclasses (``raftlog.client.errors``).
+"""
+
+from raftlog.client.accumulator import RecordMetadata, SendFuture
+from raftlog.client.admin import Admin, AsyncAdmin, PartitionInfo, TopicDescription
+from raftlog.client.consumer import AsyncConsumer, Consumer, ConsumerRecord
+from raftlog.client.errors import (
+    BrokerError,
+    BrokerUnreachableError,
+    BufferFullError,
+    ClientClosedError,
+    ConnectionLostError,
+    DeliveryTimeoutError,
+    RequestTimedOutError,
+    UnknownOutcomeError,
+)
+from raftlog.client.partitioner import murmur2, partition_for_key
+from raftlog.client.producer import Producer
+
+__all__ = [
+    "Admin",
+    "AsyncAdmin",
+    "AsyncConsumer",
+    "BrokerError",
+    "BrokerUnreachableError",
+    "BufferFullError",
+    "ClientClosedError",
+    "ConnectionLostError",
+    "Consumer",
+    "ConsumerRecord",
+    "DeliveryTimeoutError",
+    "PartitionInfo",
+    "Producer",
+    "RecordMetadata",
+    "RequestTimedOutError",
+    "SendFuture",
+    "TopicDescription",
+    "UnknownOutcomeError",
+    "murmur2",
+    "partition_for_key",
+]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {"raftlog", "raftlog.types", "raftlog.config", "raftlog.errors"}
-RECORD_BATCH = {"raftlog.storage.record_batch"}
+RECORD_BATCH = {"raftlog.storage.record_batch", "raftlog.storage.records"}
 
 # layer folder -> raftlog modules (prefixes) it may import
 ALLOWED: dict[str, set[str]] = {
