@@ -248,13 +248,8 @@ class PeerTransport:
     async def _receive_loop(
         self, stream: trio.abc.Stream, decoder: FrameDecoder, peer: int
     ) -> None:
+        data = b""  # first, whatever the handshake left buffered
         while True:
-            try:
-                data = await stream.receive_some(RECEIVE_BYTES)
-            except trio.BrokenResourceError:
-                return
-            if not data:
-                return
             try:
                 frames = decoder.feed(data)
             except FrameTooLarge:
