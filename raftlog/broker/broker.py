@@ -89,6 +89,9 @@ class Broker:
         leader = self.quorum.status()["leader"]
         return None if leader is None else self._metadata_addr.get(leader)
 
+    def metadata_ready(self) -> bool:
+        return self.quorum is not None and bool(self.quorum.status()["ready"])
+
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
         os.makedirs(cfg.data_dir, exist_ok=True)
@@ -135,9 +138,13 @@ class Broker:
         replicas_box.append(replicas)
         self.replicas = replicas
         handlers = Handlers(
-            cfg.node_id, replicas, self.bridge, self.metadata_leader,
+            cfg.node_id,
+            replicas,
+            self.bridge,
+            self.metadata_leader,
             lambda: int(time.time() * 1000),
-        )  # fmt: skip
+            metadata_ready=self.metadata_ready,
+        )
         server = Server(cfg.node_id, self.cluster_id, handlers, transport)
         host, port = cfg.listen_address
         async with trio.open_nursery() as nursery:

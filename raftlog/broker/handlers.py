@@ -82,12 +82,14 @@ class Handlers:
         bridge: MetadataBridge,
         metadata_leader: Callable[[], int | None],
         clock_ms: Callable[[], int],
+        metadata_ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.broker_id = broker_id
         self.replicas = replicas
         self.bridge = bridge
         self.metadata_leader = metadata_leader
         self.clock_ms = clock_ms
+        self.metadata_ready = metadata_ready
 
     # ------------------------------------------------------------------ helpers
 
@@ -101,13 +103,21 @@ class Handlers:
     def _lead(self, topic: str, partition: int) -> tuple[LocalReplica | None, ErrorCode, str]:
         """The local leader replica, or why it cannot serve."""
         if self.bridge.image().partition(topic, partition) is None:
-            return None, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"{topic}/{partition} does not exist"
+            return None, *self._missing(f"{topic}/{partition}")
         replica = self.replicas.get(topic, partition)
         if replica is None or replica.driver.role.value != "leader":
             return None, ErrorCode.NOT_LEADER, f"broker {self.broker_id} does not lead it"
         if replica.driver.fenced is not None:
             return None, ErrorCode.KAFKA_STORAGE_ERROR, "the replica is fenced by a disk error"
         return replica, ErrorCode.NONE, ""
+
+    def _missing(self, what: str) -> tuple[ErrorCode, str]:
+        """Unknown here: final once this broker's metadata caught up, retriable before
+        (a broker that just restarted has not replayed the metadata yet)."""
+        if self.metadata_ready():
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"{what} does not exist"
+        why = f"broker {self.broker_id} has not caught up with the metadata yet; retry"
+        return ErrorCode.LEADER_NOT_AVAILABLE, why
 
     # ------------------------------------------------------------------ METADATA
 
@@ -122,8 +132,7 @@ class Handlers:
         for name in names:
             t = image.topics.get(name)
             if t is None:
-                topics.append(TopicMetadata(name, (), ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                                            f"topic {name!r} does not exist"))  # fmt: skip
+                topics.append(TopicMetadata(name, (), *self._missing(f"topic {name!r}")))
                 continue
             parts = []
             for p in t.partitions:

@@ -363,6 +363,8 @@ class MetadataQuorum:
             "commit_index": int(self._sync.raftCommitIndex),
             "last_applied": int(self._sync.raftLastApplied),
             "has_quorum": bool(self._sync.hasQuorum),
+            # caught up with the group once since start-up (pysyncobj's onReady)
+            "ready": bool(self._sync.isReady()),
             "version": self._published_version,
         }
 
