@@ -248,7 +248,7 @@ class PeerTransport:
     async def _receive_loop(
         self, stream: trio.abc.Stream, decoder: FrameDecoder, peer: int
     ) -> None:
-        data = b""  # first, whatever the handshake left buffered
+        data: bytes | bytearray = b""  # first, whatever the handshake left buffered
         while True:
             try:
                 frames = decoder.feed(data)
