@@ -41,7 +41,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix raftlog cli scenarios tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict raftlog/storage raftlog/raft raftlog/metadata raftlog/types.py raftlog/errors.py raftlog/config.py
+	$(BIN)/mypy --strict raftlog/storage raftlog/raft raftlog/metadata raftlog/wire raftlog/runtime raftlog/broker raftlog/client raftlog/types.py raftlog/errors.py raftlog/config.py
 
 test-sim: $(STAMP)
 	$(BIN)/python -m raftlog.testing.sim_cli --seeds $(SEEDS) --seed-start $(SEED_START)

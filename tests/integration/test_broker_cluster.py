@@ -192,4 +192,14 @@ def test_acks_all_survive_a_leader_kill_and_replicas_are_identical(cluster: Clus
             if i != victim:
                 last = iter_batches(logs[i])[-1].last_offset
                 assert last >= top, f"broker {i} lacks acknowledged offsets of partition {p}"
+    # restart all three: everything acknowledged is still there
+    for i in IDS:
+        c.start(i)
+    leaders = c.leaders("orders")
+    after: dict[tuple[int, int], bytes | None] = {}
+    for p in range(PARTITIONS):
+        for offset, value in c.client(leaders[p]).read_all("orders", p):
+            after[(p, offset)] = value
+    lost = [k for k, v in acked.items() if after.get(k) != v]
+    assert not lost, f"{len(lost)} acknowledged records gone after a full restart"
     print(f"kill -9 of broker {victim}: first ack on partition 0 after {failover_s:.2f} s")
