@@ -20,7 +20,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import trio
 
@@ -33,6 +33,19 @@ T = TypeVar("T")
 
 LOOP_START_TIMEOUT_S = 10.0
 LOOP_JOIN_TIMEOUT_S = 10.0
+
+
+class ClosesOnExit:
+    """``with Client(...) as c:`` closes the client on the way out (the blocking clients)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class LoopThread:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
 import trio
 
-from raftlog.client._loop import LoopThread
+from raftlog.client._loop import ClosesOnExit, LoopThread
 from raftlog.client.cluster import ClientConfig, Cluster
 from raftlog.client.errors import ProtocolError, RequestTimedOutError, broker_error
 from raftlog.errors import ErrorCode
@@ -149,7 +148,7 @@ class AsyncAdmin:
         return _describe(meta)
 
 
-class Admin:
+class Admin(ClosesOnExit):
     """Blocking topic administration: ``Admin("127.0.0.1:9092")``; see ``AsyncAdmin``."""
 
     def __init__(
@@ -217,17 +216,6 @@ class Admin:
             self._loop.run_sync_soon(self._core.cluster.close)
         finally:
             self._loop.close()
-
-    def __enter__(self) -> Admin:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 __all__ = ["Admin", "AsyncAdmin", "PartitionInfo", "TopicDescription"]

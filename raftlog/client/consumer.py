@@ -28,11 +28,10 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 
 import trio
 
-from raftlog.client._loop import LoopThread, first_error
+from raftlog.client._loop import ClosesOnExit, LoopThread, first_error
 from raftlog.client.cluster import ClientConfig, Cluster
 from raftlog.client.errors import ProtocolError, broker_error
 from raftlog.errors import ErrorCode, OffsetOutOfRangeError, RaftlogError
@@ -347,7 +346,7 @@ class AsyncConsumer:
             state.fetch_offset = next_offset
 
 
-class Consumer:
+class Consumer(ClosesOnExit):
     """A blocking consumer: ``assign``, then ``poll`` or iterate.
 
     ``auto_offset_reset`` says where a partition without a position starts, and where one
@@ -447,14 +446,3 @@ class Consumer:
             self._loop.run_sync_soon(self._core.cluster.close)
         finally:
             self._loop.close()
-
-    def __enter__(self) -> Consumer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -29,11 +29,10 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import wait as wait_futures
-from types import TracebackType
 
 import trio
 
-from raftlog.client._loop import LoopThread
+from raftlog.client._loop import ClosesOnExit, LoopThread
 from raftlog.client.accumulator import (
     ProducerBatch,
     RecordAccumulator,
@@ -287,7 +286,7 @@ class Sender:
             future.set_exception(exc)
 
 
-class Producer:
+class Producer(ClosesOnExit):
     """A blocking producer. ``send`` returns at once with a ``SendFuture``.
 
     - ``acks``: "all" (committed on a majority), 1 (written by the leader) or 0 (no answer;
@@ -443,14 +442,3 @@ class Producer:
             for future in self._acc.incomplete():
                 if not future.done():
                     future.set_exception(error)
-
-    def __enter__(self) -> Producer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
