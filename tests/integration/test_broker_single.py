@@ -9,6 +9,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -76,6 +77,23 @@ def test_one_node_produce_and_consume_100k_in_order(node: Node) -> None:
     r = c.fetch("orders", 0, hw, max_wait_ms=400)
     idle = time.monotonic() - t0
     assert not r.records and 0.38 <= idle < 1.5, idle
+    woke: list[float] = []
+
+    def poll() -> None:
+        poller = node.client()
+        poller.fetch("orders", 0, hw, max_wait_ms=5000)
+        woke.append(time.monotonic())
+        poller.close()
+
+    waiter = threading.Thread(target=poll)
+    waiter.start()
+    time.sleep(0.3)  # let the fetch park in the broker (the timing itself is measured)
+    t_produce = time.monotonic()
+    assert c.produce("orders", 0, [b"wake"]).error == 0
+    waiter.join(10)
+    assert woke, "the parked fetch never returned"
+    print(f"long-poll woke {1000 * (woke[0] - t_produce):.1f} ms after the produce was sent")
+    assert woke[0] - t_produce < 0.5
 
     # stop with SIGTERM: it exits cleanly; a restart has every record
     c.close()
@@ -84,7 +102,7 @@ def test_one_node_produce_and_consume_100k_in_order(node: Node) -> None:
     node.start()
     c = node.client()
     c.wait_leaders("orders")
-    assert len(c.read_all("orders", 0)) == 100_000
+    assert len(c.read_all("orders", 0)) == 100_001
 
 
 def _raw(port: int, payload: bytes) -> bytes:
