@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SEEDS ?= 1000
 SEED_START ?= 0
 
-.PHONY: help install run test test-all lint format typecheck bench bench-storage bench-metadata test-sim rewrite clean
+.PHONY: help install run test test-all lint format typecheck bench bench-storage bench-metadata bench-failover test-sim rewrite clean
 
 help:
 	@echo "make run            install into .venv and start a one-node broker (./raftlog-data)"
@@ -55,7 +55,10 @@ bench-storage: $(STAMP)
 bench-metadata: $(STAMP)
 	$(BIN)/python -m bench.metadata
 
-bench: bench-storage bench-metadata
+bench-failover: $(STAMP)
+	$(BIN)/python -m bench.failover
+
+bench: bench-storage bench-metadata bench-failover
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
