@@ -54,11 +54,11 @@ def parse_group(group: str | int) -> tuple[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class RaftTimings:
-    """Ticks and their length. Defaults: 100 ms ticks, elections after 1-2 s of silence,
-    a heartbeat every tick."""
+    """Ticks and their length. Defaults: 100 ms ticks, elections after 0.6-1.2 s of
+    silence (six missed heartbeats at least), a heartbeat every tick."""
 
     tick_ms: int = 100
-    election_timeout_ticks: int = 10
+    election_timeout_ticks: int = 6
     heartbeat_interval_ticks: int = 1
 
 
