@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from raftlog.testing.procs import ProcessGroup, free_ports, wait_until
+from raftlog.testing.procs import ProcessGroup, free_port_blocks, wait_until
 from raftlog.testing.wire_client import WireClient
 from raftlog.wire import MetadataRequest
 
@@ -38,7 +38,7 @@ def main() -> None:
     secret = os.path.join(root, "secret")
     with open(secret, "w") as f:
         f.write(os.urandom(16).hex())
-    ports = dict(zip(IDS, free_ports(3), strict=True))
+    ports = dict(zip(IDS, free_port_blocks(3), strict=True))
     samples: list[float] = []
     try:
         with ProcessGroup(root) as pg:

@@ -24,6 +24,7 @@ from typing import Any
 
 import trio
 
+from raftlog.broker.admin_http import AdminHttp
 from raftlog.broker.handlers import Handlers
 from raftlog.broker.server import Server
 from raftlog.config import BrokerConfig
@@ -156,6 +157,10 @@ class Broker:
             nursery.start_soon(replicas.retention_loop)
             listeners = await trio.open_tcp_listeners(port, host=host)
             nursery.start_soon(trio.serve_listeners, server.handle_connection, listeners)
+            admin = AdminHttp(self._health, lambda: self._metrics(server))
+            admin_host, admin_port = cfg.admin_address
+            admin_listeners = await trio.open_tcp_listeners(admin_port, host=admin_host)
+            nursery.start_soon(trio.serve_listeners, admin.handle, admin_listeners)
             nursery.start_soon(self._register_and_heartbeat)
             nursery.start_soon(self._reconcile_loop, replicas)
             log.info("event=broker_started id=%d listen=%s:%d cluster=%s", cfg.node_id, host,
@@ -165,6 +170,37 @@ class Broker:
             await self._hand_over(replicas)
             replicas.close()
             nursery.cancel_scope.cancel()
+
+    def _health(self) -> tuple[bool, dict[str, Any]]:
+        replicas = self.replicas.replicas.values()
+        doc = {
+            "broker_id": self.config.node_id,
+            "cluster_id": self.cluster_id,
+            "metadata_ready": self.metadata_ready(),
+            "metadata_leader": self.metadata_leader(),
+            "replicas": len(replicas),
+            "leading": sum(1 for r in replicas if r.driver.role is Role.LEADER),
+            "fenced": sum(1 for r in replicas if r.driver.fenced is not None),
+        }
+        return bool(doc["metadata_ready"]), doc
+
+    def _metrics(self, server: Server) -> str:
+        lines = [
+            "# TYPE raftlog_replicas gauge",
+            f"raftlog_replicas {len(self.replicas.replicas)}",
+            "# TYPE raftlog_replicas_leading gauge",
+            "raftlog_replicas_leading "
+            f"{sum(1 for r in self.replicas.replicas.values() if r.driver.role is Role.LEADER)}",
+            "# TYPE raftlog_connections gauge",
+            f"raftlog_connections {server.connections}",
+            "# TYPE raftlog_high_watermark gauge",
+            "# TYPE raftlog_log_end_offset gauge",
+        ]
+        for r in sorted(self.replicas.replicas.values(), key=lambda r: (r.topic, r.partition)):
+            labels = f'topic="{r.topic}",partition="{r.partition}"'
+            lines.append(f"raftlog_high_watermark{{{labels}}} {int(r.driver.commit_offset)}")
+            lines.append(f"raftlog_log_end_offset{{{labels}}} {r.log.log_end_offset()}")
+        return "\n".join(lines) + "\n"
 
     def stop(self) -> None:
         self._stopping.set()

@@ -37,6 +37,34 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
+def free_port_blocks(n: int, width: int = 3, host: str = "127.0.0.1") -> list[int]:
+    """``n`` ports P, each with P .. P+width-1 free a moment ago (a broker uses its native
+    port, +1 for metadata and +2 for admin), the blocks not overlapping."""
+    found: list[int] = []
+    taken: set[int] = set()
+    for _ in range(1000):
+        if len(found) == n:
+            return found
+        (base,) = free_ports(1, host)
+        block = set(range(base, base + width))
+        if base + width > 65535 or block & taken:
+            continue
+        socks = []
+        try:
+            for port in block:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        found.append(base)
+        taken |= block
+    raise RuntimeError(f"could not find {n} blocks of {width} free ports")
+
+
 def wait_until(
     predicate: Callable[[], T], *, timeout_s: float, interval_s: float = 0.02, what: str = ""
 ) -> T:

@@ -18,7 +18,7 @@ from raftlog.config import LogConfig
 from raftlog.storage.files import OsFileSystem
 from raftlog.storage.log import PartitionLog
 from raftlog.storage.record_batch import iter_batches
-from raftlog.testing.procs import ProcessGroup, free_ports, wait_until
+from raftlog.testing.procs import ProcessGroup, free_port_blocks, wait_until
 from raftlog.testing.wire_client import WireClient
 from raftlog.wire import MetadataRequest
 
@@ -31,7 +31,7 @@ PARTITIONS = 6
 class Cluster:
     def __init__(self, pg: ProcessGroup, root: str) -> None:
         self.pg, self.root = pg, root
-        ports = free_ports(3)
+        ports = free_port_blocks(3)
         self.ports = dict(zip(IDS, ports, strict=True))
         self.secret = os.path.join(root, "secret")
         with open(self.secret, "w") as f:

@@ -4,6 +4,7 @@ a clean SIGTERM stop and a restart that keeps everything."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,13 +12,14 @@ import struct
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import cbor2
 import pytest
 
-from raftlog.testing.procs import ProcessGroup, free_ports, wait_until
+from raftlog.testing.procs import ProcessGroup, free_port_blocks, wait_until
 from raftlog.testing.wire_client import WireClient
 
 pytestmark = pytest.mark.integration
@@ -44,7 +46,7 @@ def node(tmp_path: Any, request: Any) -> Iterator[Node]:
     os.chdir(root)  # the broker's default data folder is ./raftlog-data
     try:
         with ProcessGroup(root) as pg:
-            n = Node(pg, root, free_ports(1)[0])
+            n = Node(pg, root, free_port_blocks(1)[0])
             try:
                 n.start()
                 yield n
@@ -70,6 +72,14 @@ def test_one_node_produce_and_consume_100k_in_order(node: Node) -> None:
     assert [v for _, v in got] == [b"%d" % i for i in range(100_000)]
     offsets = [o for o, _ in got]
     assert offsets == sorted(set(offsets)), "offsets must be increasing and unique"
+
+    # the admin port (native + 2) answers health and metrics
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.port + 2}/health", timeout=5) as h:
+        doc = json.loads(h.read())
+    assert doc["broker_id"] == 1 and doc["metadata_ready"] and doc["leading"] == 1
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.port + 2}/metrics", timeout=5) as m:
+        text = m.read().decode()
+    assert 'raftlog_high_watermark{topic="orders",partition="0"} 100001' in text, text
 
     # long-poll: an idle fetch waits max_wait; a produce wakes a waiting fetch at once
     hw = c.fetch("orders", 0, 0).high_watermark
