@@ -166,6 +166,29 @@ def test_acks_all_survive_a_leader_kill_and_replicas_are_identical(cluster: Clus
     dupes = [v for v in acked.values() if seen[v] != 1]
     assert not dupes, f"acknowledged records read more than once: {dupes[:5]}"
 
+    # a graceful stop (SIGTERM) hands leadership over at once: a survivor names a new
+    # leader sooner than any election could (their timeout is at least 0.6 s)
+    leaders = c.leaders("orders")
+    leaving = leaders[0]
+    watcher = next(i for i in IDS if i != leaving)
+    c.drop_client(leaving)
+    proc = c.pg.procs[f"n{leaving}"]
+    assert proc.popen is not None
+    t_term = time.monotonic()
+    proc.popen.send_signal(signal.SIGTERM)
+    handed = wait_until(
+        lambda: (
+            (c.client(watcher).leaders("orders").get(0) not in (None, leaving)) and time.monotonic()
+        ),
+        timeout_s=10,
+        interval_s=0.005,
+        what="a new leader after SIGTERM",
+    )
+    hand_over_s = handed - t_term
+    assert proc.popen.wait(timeout=20) == 0, "SIGTERM must end the broker cleanly (exit 0)"
+    print(f"graceful hand-over of partition 0 took {hand_over_s:.3f} s")
+    assert hand_over_s < 0.6, f"no leadership transfer on SIGTERM ({hand_over_s:.2f} s)"
+
     # stop everything cleanly and compare the replicas' files: the common part is
     # identical, and the two brokers that never went down hold every acknowledged offset
     for cl in list(c.clients):
