@@ -246,8 +246,14 @@ class BrokerConfig:
     admin_port: int | None = None
     cluster_secret_file: str | None = None
     tick_ms: int = 100
+    retention_check_ms: int = 300_000
+    """How often retention runs (Kafka's ``log.retention.check.interval.ms``, 5 min)."""
 
     def __post_init__(self) -> None:
+        if not 100 <= self.retention_check_ms <= 86_400_000:
+            raise InvalidConfigError(
+                f"retention_check_ms must be in 100..86400000, got {self.retention_check_ms}"
+            )
         if not 0 <= self.node_id <= BROKER_ID_MAX:
             raise InvalidConfigError(f"node id must be in 0..{BROKER_ID_MAX}, got {self.node_id}")
         host, _ = parse_host_port(self.listen, "listen")
@@ -324,6 +330,7 @@ _BROKER_KEYS = {
     "admin_port": "admin_port",
     "cluster_secret_file": "cluster_secret_file",
     "tick_ms": "tick_ms",
+    "retention_check_ms": "retention_check_ms",
 }
 
 
@@ -356,7 +363,13 @@ def load_broker_config(
         if not isinstance(peers, list | tuple) or not all(isinstance(p, str) for p in peers):
             raise InvalidConfigError('peers must be a list of "ID@HOST:PORT" strings')
         fields["peers"] = tuple(PeerAddress.parse(p) for p in peers)
-    types = {"node_id": int, "metadata_port": int, "admin_port": int, "tick_ms": int}
+    types = {
+        "node_id": int,
+        "metadata_port": int,
+        "admin_port": int,
+        "tick_ms": int,
+        "retention_check_ms": int,
+    }
     for key, want in types.items():
         if key in fields and (isinstance(fields[key], bool) or not isinstance(fields[key], want)):
             raise InvalidConfigError(f"{key} must be a whole number, got {fields[key]!r}")

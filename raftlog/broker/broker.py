@@ -154,7 +154,7 @@ class Broker:
             nursery.start_soon(transport.run)
             nursery.start_soon(self.bridge.run_commit_folder)
             await nursery.start(replicas.run)
-            nursery.start_soon(replicas.retention_loop)
+            nursery.start_soon(replicas.retention_loop, cfg.retention_check_ms / 1000)
             listeners = await trio.open_tcp_listeners(port, host=host)
             nursery.start_soon(trio.serve_listeners, server.handle_connection, listeners)
             admin = AdminHttp(self._health, lambda: self._metrics(server))

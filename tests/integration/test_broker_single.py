@@ -163,3 +163,44 @@ def test_hostile_frames_leave_the_broker_and_other_clients_unharmed(node: Node) 
     assert node.pg.procs["node"].alive()
     log = node.pg.procs["node"].log()
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_retention_runs_in_the_background_per_topic_config(tmp_path: Any) -> None:
+    from raftlog.wire import (
+        ListOffsetsPartition,
+        ListOffsetsRequest,
+        ListOffsetsTopic,
+        NewTopic,
+    )
+    from raftlog.wire.admin import CreateTopicsRequest
+
+    root = str(tmp_path)
+    conf = os.path.join(root, "broker.toml")
+    port = free_port_blocks(1)[0]
+    with open(conf, "w") as f:
+        f.write(f'data_dir = "{root}/data"\nlisten = "127.0.0.1:{port}"\n'
+                "retention_check_ms = 200\n")  # fmt: skip
+    with ProcessGroup(root) as pg:
+        pg.start("node", [RAFTLOG, "node", "start", "--config", conf])
+        c = wait_until(lambda: WireClient("127.0.0.1", port), timeout_s=30, what="broker")
+        topic = NewTopic("short", 1, 1, {"retention.bytes": "3000", "segment.bytes": "1000"})
+        assert c.call(CreateTopicsRequest((topic,))).topics[0].error == 0
+        c.wait_leaders("short")
+        for _i in range(60):
+            assert c.produce("short", 0, [b"x" * 100]).error == 0
+
+        def log_start() -> int:
+            req = ListOffsetsRequest((ListOffsetsTopic("short", (ListOffsetsPartition(0, -2),)),))
+            return int(c.call(req).topics[0].partitions[0].offset)
+
+        start = wait_until(log_start, timeout_s=10, what="retention to move the log start")
+        assert start > 0
+        assert c.fetch("short", 0, 0).error == 3  # OFFSET_OUT_OF_RANGE below the start
+        assert c.fetch("short", 0, start).error == 0
+        size = sum(
+            os.path.getsize(os.path.join(root, "data", "short", "0", n))
+            for n in os.listdir(os.path.join(root, "data", "short", "0"))
+            if n.endswith(".log")
+        )
+        assert size < 3000 + 2 * 1000, size
+        c.close()
