@@ -6,14 +6,14 @@ STAMP := $(VENV)/.installed
 SEEDS ?= 1000
 SEED_START ?= 0
 
-.PHONY: help install run test test-all lint format typecheck bench bench-storage bench-metadata bench-failover test-sim rewrite clean
+.PHONY: help install run test test-all lint format typecheck bench bench-storage bench-metadata bench-client bench-failover test-sim rewrite clean
 
 help:
 	@echo "make run            install into .venv and start a one-node broker (./raftlog-data)"
 	@echo "make test           install and run the test suite (what CI runs)"
 	@echo "make test-all       also the slow tests"
 	@echo "make test-sim       SEEDS=N SEED_START=S: many simulator seeds"
-	@echo "make lint | typecheck | bench | bench-storage | bench-metadata | rewrite"
+	@echo "make lint | typecheck | rewrite | bench (= bench-storage bench-metadata bench-client bench-failover)"
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -55,10 +55,13 @@ bench-storage: $(STAMP)
 bench-metadata: $(STAMP)
 	$(BIN)/python -m bench.metadata
 
+bench-client: $(STAMP)
+	$(BIN)/python -m bench.codec
+
 bench-failover: $(STAMP)
 	$(BIN)/python -m bench.failover
 
-bench: bench-storage bench-metadata bench-failover
+bench: bench-storage bench-metadata bench-client bench-failover
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
