@@ -197,10 +197,16 @@ def test_retention_runs_in_the_background_per_topic_config(tmp_path: Any) -> Non
         assert start > 0
         assert c.fetch("short", 0, 0).error == 3  # OFFSET_OUT_OF_RANGE below the start
         assert c.fetch("short", 0, start).error == 0
-        size = sum(
-            os.path.getsize(os.path.join(root, "data", "short", "0", n))
-            for n in os.listdir(os.path.join(root, "data", "short", "0"))
-            if n.endswith(".log")
-        )
-        assert size < 3000 + 2 * 1000, size
+        folder = os.path.join(root, "data", "short", "0")
+
+        def log_bytes() -> int:
+            return sum(
+                os.path.getsize(os.path.join(folder, n))
+                for n in os.listdir(folder)
+                if n.endswith(".log")
+            )
+
+        # one full pass after the last produce leaves under retention.bytes + one segment
+        # (the active one never goes); a pass may have run while we were still producing
+        wait_until(lambda: log_bytes() < 3000 + 1000, timeout_s=10, what="retention by size")
         c.close()
