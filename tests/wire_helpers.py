@@ -26,6 +26,8 @@ from raftlog.wire import (
     BrokerInfo,
     Buffer,
     ConfigEntry,
+    CreatePartitionsRequest,
+    CreatePartitionsResponse,
     CreateTopicsRequest,
     CreateTopicsResponse,
     DeleteTopicsRequest,
@@ -43,6 +45,8 @@ from raftlog.wire import (
     FrameDecoder,
     HelloRequest,
     HelloResponse,
+    InitProducerIdRequest,
+    InitProducerIdResponse,
     ListOffsetsPartition,
     ListOffsetsPartitionResult,
     ListOffsetsRequest,
@@ -51,6 +55,7 @@ from raftlog.wire import (
     ListOffsetsTopicResult,
     MetadataRequest,
     MetadataResponse,
+    NewPartitions,
     NewTopic,
     PartitionMetadata,
     ProducePartition,
@@ -322,6 +327,28 @@ def samples() -> list[tuple[str, object]]:
             "alter_resp",
             AlterConfigsResponse((TopicResult("orders", ErrorCode.INVALID_CONFIG, "bad"),)),
         ),
+        (
+            "create_partitions_req",
+            CreatePartitionsRequest(
+                (
+                    NewPartitions("orders", 8, ((NodeId(1), NodeId(2)), (NodeId(2), NodeId(3)))),
+                    NewPartitions("logs", 3),
+                ),
+                timeout_ms=10_000,
+                validate_only=True,
+            ),
+        ),
+        (
+            "create_partitions_resp",
+            CreatePartitionsResponse(
+                (
+                    TopicResult("orders"),
+                    TopicResult("logs", ErrorCode.INVALID_PARTITIONS, "topic 'logs' has 4"),
+                )
+            ),
+        ),
+        ("init_producer_id", InitProducerIdRequest(timeout_ms=5000)),
+        ("init_producer_id_resp", InitProducerIdResponse(producer_id=12345, producer_epoch=0)),
         ("raft", RaftRequest(raft_messages())),
         ("error_resp", ErrorResponse(ErrorCode.INVALID_REQUEST, "bad FETCH request: ...")),
     ]

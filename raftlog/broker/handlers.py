@@ -41,16 +41,21 @@ from raftlog.wire import (
     AlterConfigsResponse,
     BrokerInfo,
     ConfigEntry,
+    CreatePartitionsRequest,
+    CreatePartitionsResponse,
     CreateTopicsRequest,
     CreateTopicsResponse,
     DeleteTopicsRequest,
     DeleteTopicsResponse,
     DescribeConfigsRequest,
     DescribeConfigsResponse,
+    ErrorResponse,
     FetchPartitionResult,
     FetchRequest,
     FetchResponse,
     FetchTopicResult,
+    InitProducerIdRequest,
+    InitProducerIdResponse,
     ListOffsetsPartitionResult,
     ListOffsetsRequest,
     ListOffsetsResponse,
@@ -70,6 +75,8 @@ from raftlog.wire.messages import TopicResult
 log = logging.getLogger("raftlog.broker")
 
 _ACKS = {0: Acks.NONE, 1: Acks.LEADER, -1: Acks.ALL}
+PRODUCER_ID_BLOCK = 1000
+"""Producer ids a broker takes from the metadata group at a time (as Kafka's brokers do)."""
 
 
 class Handlers:
@@ -90,6 +97,8 @@ class Handlers:
         self.metadata_leader = metadata_leader
         self.clock_ms = clock_ms
         self.metadata_ready = metadata_ready
+        self._producer_ids: list[int] = []  # this broker's unused block, next id last
+        self._producer_ids_lock = trio.Lock()
 
     # ------------------------------------------------------------------ helpers
 
@@ -224,6 +233,31 @@ class Handlers:
         return ProducePartitionResult(
             pid, base_offset=Offset(base), log_start_offset=Offset(replica.log.log_start_offset())
         )
+
+    # ------------------------------------------------------------------ INIT_PRODUCER_ID
+
+    async def init_producer_id(
+        self, req: InitProducerIdRequest
+    ) -> InitProducerIdResponse | ErrorResponse:
+        """A fresh producer id (epoch 0), from this broker's block; a new block of
+        ``PRODUCER_ID_BLOCK`` ids comes from the metadata group when the block runs out."""
+        async with self._producer_ids_lock:
+            if not self._producer_ids:
+                try:
+                    result = await self.bridge.submit(
+                        {"op": "allocate_producer_ids", "broker_id": self.broker_id,
+                         "count": PRODUCER_ID_BLOCK},
+                        timeout_s=max(req.timeout_ms / 1000, 1.0),
+                    )  # fmt: skip
+                except RaftlogError as e:
+                    return ErrorResponse(e.code, e.message)
+                if not result.get("ok"):
+                    code = ErrorCode(int(result.get("code", ErrorCode.UNKNOWN)))
+                    return ErrorResponse(code, str(result.get("message")))
+                first, count = int(result["first"]), int(result["count"])
+                self._producer_ids = list(range(first + count - 1, first - 1, -1))
+            producer_id = self._producer_ids.pop()
+        return InitProducerIdResponse(producer_id=producer_id, producer_epoch=0)
 
     # ------------------------------------------------------------------ FETCH
 
@@ -392,6 +426,63 @@ class Handlers:
             )  # fmt: skip
             out.append(TopicResult(t.name, code, msg))
         return AlterConfigsResponse(tuple(out))
+
+    async def create_partitions(self, req: CreatePartitionsRequest) -> CreatePartitionsResponse:
+        """Grow each topic through the metadata op ``add_partitions``, which refuses a count
+        that is not larger than the current one (INVALID_PARTITIONS: partitions are never
+        removed) and places the new partitions unless ``assignments`` are given.
+        ``validate_only`` checks against this broker's image and submits nothing."""
+        out = []
+        for t in req.topics:
+            assignments = (
+                None if t.assignments is None else [[int(b) for b in r] for r in t.assignments]
+            )
+            if req.validate_only:
+                code, msg = self._check_new_partitions(t.name, t.count, assignments)
+                out.append(TopicResult(t.name, code, msg))
+                continue
+            command: dict[str, Any] = {
+                "op": "add_partitions",
+                "topic": t.name,
+                "partitions": t.count,
+            }
+            if assignments is not None:
+                command["assignments"] = assignments
+            code, msg = await self._submit(command, req.timeout_ms / 1000)
+            out.append(TopicResult(t.name, code, msg))
+        return CreatePartitionsResponse(tuple(out))
+
+    def _check_new_partitions(
+        self, name: str, count: int, assignments: list[list[int]] | None
+    ) -> tuple[ErrorCode, str | None]:
+        """What ``add_partitions`` would say, as far as this broker's image tells."""
+        image = self.bridge.image()
+        t = image.topics.get(name)
+        if t is None:
+            return self._missing(f"topic {name!r}")
+        old = len(t.partitions)
+        if count <= old:
+            return ErrorCode.INVALID_PARTITIONS, (
+                f"topic {name!r} has {old} partitions; the new count must be larger "
+                f"(partitions cannot be removed), got {count}"
+            )
+        if assignments is None:
+            return ErrorCode.NONE, None
+        if len(assignments) != count - old:
+            return ErrorCode.INVALID_PARTITIONS, (
+                f"assignments lists {len(assignments)} partitions but {count - old} are new"
+            )
+        if any(len(r) != t.replication_factor for r in assignments):
+            return ErrorCode.INVALID_REPLICATION_FACTOR, (
+                f"every partition in assignments must have {t.replication_factor} replicas"
+            )
+        unknown = sorted({b for r in assignments for b in r if b not in image.brokers})
+        if unknown:
+            return ErrorCode.UNKNOWN_BROKER, (
+                f"assignments name broker(s) {unknown} that are not registered; "
+                f"registered: {sorted(image.brokers)}"
+            )
+        return ErrorCode.NONE, None
 
 
 def _default_config(key: str) -> str:

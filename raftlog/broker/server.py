@@ -28,6 +28,7 @@ from raftlog.wire import (
     AlterConfigsRequest,
     BadFrame,
     BadRequest,
+    CreatePartitionsRequest,
     CreateTopicsRequest,
     DeleteTopicsRequest,
     DescribeConfigsRequest,
@@ -38,6 +39,7 @@ from raftlog.wire import (
     FrameTooLarge,
     HelloRequest,
     HelloResponse,
+    InitProducerIdRequest,
     ListOffsetsRequest,
     MetadataRequest,
     ProduceRequest,
@@ -76,6 +78,8 @@ class Server:
             DeleteTopicsRequest: handlers.delete_topics,
             DescribeConfigsRequest: handlers.describe_configs,
             AlterConfigsRequest: handlers.alter_configs,
+            CreatePartitionsRequest: handlers.create_partitions,
+            InitProducerIdRequest: handlers.init_producer_id,
         }
         self.connections = 0
 

@@ -1,7 +1,8 @@
 """raftlog.client: the Python client of raftlog (blocking API; trio underneath).
 
 - ``Producer`` (``raftlog.client.producer``): batching, Kafka's key partitioning, retries.
-- ``Consumer`` (``raftlog.client.consumer``): assign, seek, long-poll ``poll``.
+- ``Consumer`` (``raftlog.client.consumer``): assign or subscribe, seek, offsets by time,
+  pause/resume, lag, long-poll ``poll`` with bounded prefetch.
 - ``Admin`` (``raftlog.client.admin``): create, delete, list and describe topics.
 
 Each blocking client runs its own trio loop in a background thread (``_loop``); the trio
@@ -10,8 +11,26 @@ Errors are ``raftlog.errors.RaftlogError`` subclasses (``raftlog.client.errors``
 """
 
 from raftlog.client.accumulator import RecordMetadata, SendFuture
-from raftlog.client.admin import Admin, AsyncAdmin, PartitionInfo, TopicDescription
-from raftlog.client.consumer import AsyncConsumer, Consumer, ConsumerRecord
+from raftlog.client.admin import (
+    Admin,
+    AsyncAdmin,
+    BrokerDescription,
+    ClusterDescription,
+    ConfigValue,
+    PartitionInfo,
+    TopicDescription,
+)
+from raftlog.client.async_producer import AsyncProducer, Delivery
+from raftlog.client.consumer import (
+    AsyncConsumer,
+    Consumer,
+    ConsumerGroupsUnavailableError,
+    ConsumerRecord,
+    IllegalStateError,
+    OffsetAndTimestamp,
+    PartitionMetrics,
+    TopicPartition,
+)
 from raftlog.client.errors import (
     BrokerError,
     BrokerUnreachableError,
@@ -29,20 +48,30 @@ __all__ = [
     "Admin",
     "AsyncAdmin",
     "AsyncConsumer",
+    "AsyncProducer",
+    "BrokerDescription",
     "BrokerError",
     "BrokerUnreachableError",
     "BufferFullError",
     "ClientClosedError",
+    "ClusterDescription",
+    "ConfigValue",
     "ConnectionLostError",
     "Consumer",
+    "ConsumerGroupsUnavailableError",
     "ConsumerRecord",
+    "Delivery",
     "DeliveryTimeoutError",
+    "IllegalStateError",
+    "OffsetAndTimestamp",
     "PartitionInfo",
+    "PartitionMetrics",
     "Producer",
     "RecordMetadata",
     "RequestTimedOutError",
     "SendFuture",
     "TopicDescription",
+    "TopicPartition",
     "UnknownOutcomeError",
     "murmur2",
     "partition_for_key",

@@ -103,6 +103,8 @@ class Connection:
     ) -> None:
         self.address = address
         self.broker_id = broker_id
+        self.cluster_id: str | None = None
+        """The cluster id the broker gave in its HELLO answer."""
         self._stream = stream
         self._decoder = FrameDecoder(max_frame_bytes)
         self._send_lock = trio.Lock()
@@ -154,6 +156,7 @@ class Connection:
                 stream.socket.close()
             raise
         conn.broker_id = hello.broker_id
+        conn.cluster_id = hello.cluster_id
         nursery.start_soon(conn._reader)
         return conn
 

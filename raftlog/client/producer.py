@@ -13,10 +13,21 @@ leader into one PRODUCE request per leader, and handles each partition's answer:
   ``delivery_timeout_ms`` after the batch was created, when it fails with
   ``DeliveryTimeoutError`` (not written);
 - a timeout, a lost connection or UNKNOWN_OUTCOME after the request left: the records may or
-  may not have been written. The batch fails with ``UnknownOutcomeError`` and is *not*
-  resent: without idempotence (issue 6) a resend could write it twice and report the
-  duplicate as a success;
-- any other error is final for the batch (unknown topic, record too large...).
+  may not have been written. With idempotence (the default) the batch is resent with the
+  same producer id and sequence numbers, so the leader writes it at most once and answers a
+  resend with the first copy's offsets; if the delivery timeout passes first it fails with
+  ``UnknownOutcomeError``. Without idempotence it fails with ``UnknownOutcomeError`` at once
+  and is *not* resent, since a resend could write it twice;
+- OUT_OF_ORDER_SEQUENCE (idempotent): an earlier batch of the partition is being retried;
+  this one is retried after it. With no earlier batch pending, the one before failed for
+  good, so this one is not written and fails too;
+- any other error is final for the batch (unknown topic, record too large...). When a batch
+  with sequence numbers fails for good, the producer takes a new producer id, so the
+  partition's next batches start a fresh sequence instead of waiting on a gap.
+
+Idempotence needs ``acks="all"``: a producer id comes from any broker (INIT_PRODUCER_ID)
+before the first batch leaves; see ``raftlog.client.accumulator`` for the order rules that
+let up to ``max_in_flight`` batches per partition travel at once.
 
 Futures are completed in the loop's thread, so their callbacks run there: keep them short and
 do not call the producer's blocking methods from them.
@@ -29,6 +40,8 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -52,9 +65,11 @@ from raftlog.client.errors import (
 )
 from raftlog.client.partitioner import partition_for_key
 from raftlog.errors import ErrorCode, RaftlogError
-from raftlog.storage.records import Record, build_batch
+from raftlog.storage.records import COMPRESSION_NONE, Record, build_batch, compression_codec
 from raftlog.types import PartitionId
 from raftlog.wire import (
+    InitProducerIdRequest,
+    InitProducerIdResponse,
     ProducePartition,
     ProducePartitionResult,
     ProduceRequest,
@@ -65,6 +80,8 @@ from raftlog.wire import (
 log = logging.getLogger("raftlog.client")
 
 RETRY_BACKOFF_MAX_MS = 1_000
+MAX_IN_FLIGHT_MAX = 5
+"""The broker remembers a producer's last 5 batches per partition (as Kafka)."""
 ACKS = {"all": -1, "-1": -1, -1: -1, "1": 1, 1: 1, "0": 0, 0: 0}
 _NOT_WRITTEN = frozenset(
     {ErrorCode.NOT_LEADER, ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.BROKER_NOT_AVAILABLE}
@@ -94,11 +111,20 @@ def _headers(headers: Headers | None) -> tuple[tuple[str, bytes | None], ...]:
 class Sender:
     """The producer's trio side: batches out, answers in. See the module docstring."""
 
-    def __init__(self, cluster: Cluster, acc: RecordAccumulator, acks: int) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        acc: RecordAccumulator,
+        acks: int,
+        *,
+        compression: int = COMPRESSION_NONE,
+    ) -> None:
         self.cluster = cluster
         self.acc = acc
         self.acks = acks
+        self.compression = compression
         self._wake = trio.Event()
+        self._getting_producer_id = False
 
     def wake(self) -> None:
         """Wake the sender (call in the loop; the user's thread uses run_sync_soon)."""
@@ -114,6 +140,13 @@ class Sender:
         async with trio.open_nursery() as nursery:
             while True:
                 now = time.monotonic()
+                if (
+                    self.acc.idempotent
+                    and self.acc.producer is None
+                    and not self._getting_producer_id
+                ):
+                    self._getting_producer_id = True
+                    nursery.start_soon(self._init_producer_id)
                 for batch in self.acc.expired(now):
                     self._fail(batch, self._delivery_timeout(batch), in_flight=False)
                 batches, next_s = self.acc.ready(now)
@@ -133,6 +166,31 @@ class Sender:
                 with trio.move_on_after(timeout):
                     await self._wake.wait()
                 self._wake = trio.Event()
+
+    # ------------------------------------------------------------------ producer id
+
+    async def _init_producer_id(self) -> None:
+        """Get a producer id from any broker, retrying with backoff until one answers."""
+        attempt = 0
+        try:
+            while True:
+                try:
+                    answer = await self.cluster.request_any(InitProducerIdRequest())
+                    if isinstance(answer, InitProducerIdResponse):
+                        self.acc.producer = (answer.producer_id, answer.producer_epoch)
+                        log.info("event=producer_id id=%d", answer.producer_id)
+                        return
+                    else:
+                        why = f"INIT_PRODUCER_ID answered with {type(answer).__name__}"
+                except RaftlogError as exc:
+                    why = exc.message
+                attempt += 1
+                log.info("event=producer_id_retry attempt=%d why=%s", attempt, why)
+                backoff_ms = self.cluster.config.retry_backoff_ms * 2 ** min(attempt, 10)
+                await trio.sleep(min(backoff_ms, RETRY_BACKOFF_MAX_MS) / 1000)
+        finally:
+            self._getting_producer_id = False
+            self.wake()
 
     # ------------------------------------------------------------------ one request
 
@@ -160,7 +218,14 @@ class Sender:
         now_ms = int(time.time() * 1000)
         for b in batches:
             if b.encoded is None:
-                b.encoded = build_batch(b.records, now_ms=now_ms)
+                b.encoded = build_batch(
+                    b.records,
+                    now_ms=now_ms,
+                    producer_id=b.producer_id,
+                    producer_epoch=b.producer_epoch,
+                    base_sequence=b.base_sequence,
+                    compression=self.compression,
+                )
             by_topic.setdefault(b.topic, []).append(
                 ProducePartition(PartitionId(b.partition), (b.encoded,))
             )
@@ -206,15 +271,17 @@ class Sender:
                     b.last_error = exc
                     self._retry(b, count_attempt=False)
                 return
-            if conn.closed:
+            if conn.closed or (self.acc.idempotent and isinstance(exc, RequestTimedOutError)):
+                # a leader that does not answer in time may be paused or partitioned away:
+                # resends go through a fresh connection to whoever leads after a refresh
                 self.cluster.drop_connection(leader)
             for b in batches:
-                self._fail(b, self._unknown_outcome(b, exc))
+                self._maybe_written(b, exc)
             return
         if not isinstance(answer, ProduceResponse):
             bad = ProtocolError(f"PRODUCE answered with {type(answer).__name__}")
             for b in batches:
-                self._fail(b, self._unknown_outcome(b, bad))
+                self._maybe_written(b, bad)
             return
         results: dict[tuple[str, int], ProducePartitionResult] = {
             (t.name, p.partition): p for t in answer.topics for p in t.partitions
@@ -223,8 +290,7 @@ class Sender:
             r = results.get((b.topic, b.partition))
             what = f"topic {b.topic!r} partition {b.partition}"
             if r is None:
-                missing = ProtocolError(f"the PRODUCE answer says nothing of {what}")
-                self._fail(b, self._unknown_outcome(b, missing))
+                self._maybe_written(b, ProtocolError(f"the PRODUCE answer says nothing of {what}"))
             elif r.error == ErrorCode.NONE:
                 self._complete(b, r.base_offset, r.log_append_time_ms)
             elif r.error in _NOT_WRITTEN:
@@ -235,11 +301,24 @@ class Sender:
                 b.last_error = broker_error(r.error, r.message, what)
                 self._retry(b, count_attempt=False)
             elif r.error in _MAYBE_WRITTEN:
-                self._fail(b, self._unknown_outcome(b, broker_error(r.error, r.message, what)))
+                self._maybe_written(b, broker_error(r.error, r.message, what))
+            elif r.error == ErrorCode.OUT_OF_ORDER_SEQUENCE and self.acc.earlier_pending(b):
+                b.last_error = broker_error(r.error, r.message, what)
+                self._retry(b, count_attempt=False)
             else:
                 self._fail(b, broker_error(r.error, r.message, what))
 
     # ------------------------------------------------------------------ outcomes
+
+    def _maybe_written(self, batch: ProducerBatch, exc: RaftlogError) -> None:
+        """The attempt's outcome is unknown: resend (idempotent) or fail."""
+        if batch.producer_id < 0:
+            self._fail(batch, self._unknown_outcome(batch, exc))
+            return
+        batch.maybe_written = True
+        batch.last_error = exc
+        self.cluster.mark_stale(batch.topic)  # the leader may have changed
+        self._retry(batch, count_attempt=False)
 
     def _retry(self, batch: ProducerBatch, *, count_attempt: bool) -> None:
         if count_attempt:
@@ -251,6 +330,13 @@ class Sender:
 
     def _delivery_timeout(self, batch: ProducerBatch) -> RaftlogError:
         last = f"; last error: {batch.last_error.message}" if batch.last_error else ""
+        if batch.maybe_written:
+            return UnknownOutcomeError(
+                f"unknown outcome: {len(batch.records)} record(s) for topic {batch.topic!r} "
+                f"partition {batch.partition} may or may not have been written: no attempt "
+                f"was acknowledged within delivery_timeout_ms "
+                f"({self.acc.delivery_timeout_s * 1000:.0f} ms){last}"
+            )
         return DeliveryTimeoutError(
             f"{len(batch.records)} record(s) for topic {batch.topic!r} partition "
             f"{batch.partition} were not written: no leader accepted them within "
@@ -267,7 +353,7 @@ class Sender:
         )
 
     def _complete(self, batch: ProducerBatch, base_offset: int, append_time_ms: int) -> None:
-        self.acc.release(batch)
+        self.acc.release(batch, acked=True)
         for i, (record, future) in enumerate(zip(batch.records, batch.futures, strict=True)):
             offset = base_offset + i if base_offset >= 0 else -1
             ts = append_time_ms if append_time_ms >= 0 else record.timestamp_ms
@@ -275,6 +361,12 @@ class Sender:
 
     def _fail(self, batch: ProducerBatch, exc: RaftlogError, *, in_flight: bool = True) -> None:
         self.acc.release(batch, in_flight=in_flight)
+        if batch.producer_id >= 0 and self.acc.producer == (
+            batch.producer_id,
+            batch.producer_epoch,
+        ):
+            # a gap in this partition's sequence: start every partition afresh under a new id
+            self.acc.producer = None
         log.warning(
             "event=produce_failed topic=%s partition=%d records=%d code=%s",
             batch.topic,
@@ -284,6 +376,104 @@ class Sender:
         )
         for future in batch.futures:
             future.set_exception(exc)
+
+
+@dataclass(frozen=True)
+class ProducerSettings:
+    """The producer options (see ``Producer``), checked: a bad value is a ``ValueError``."""
+
+    acks: Any = "all"
+    linger_ms: int = 5
+    batch_bytes: int = 64 * 1024
+    buffer_bytes: int = 32 * 1024 * 1024
+    max_block_ms: int = 60_000
+    request_timeout_ms: int = 30_000
+    delivery_timeout_ms: int = 120_000
+    retry_backoff_ms: int = 100
+    connect_timeout_ms: int = 10_000
+    client_id: str = "raftlog-producer"
+    idempotent: bool | None = None
+    max_in_flight: int = 5
+    compression: Any = "none"
+
+    def __post_init__(self) -> None:
+        acks = self.acks
+        if acks not in ACKS:
+            raise ValueError(f"acks must be 'all', 1 or 0, not {acks!r}")
+        object.__setattr__(self, "acks", ACKS[acks])
+        if self.idempotent is None:
+            object.__setattr__(self, "idempotent", self.acks == -1)
+        elif self.idempotent and self.acks != -1:
+            raise ValueError(
+                f"an idempotent producer needs acks='all' (got acks={acks!r}); "
+                "use acks='all' or idempotent=False"
+            )
+        if not 1 <= self.max_in_flight <= MAX_IN_FLIGHT_MAX:
+            raise ValueError(
+                f"max_in_flight must be 1..{MAX_IN_FLIGHT_MAX}, not {self.max_in_flight}"
+            )
+        if isinstance(self.compression, str):
+            object.__setattr__(self, "compression", compression_codec(self.compression))
+        if self.delivery_timeout_ms < self.linger_ms + self.request_timeout_ms:
+            raise ValueError(
+                f"delivery_timeout_ms ({self.delivery_timeout_ms}) must be at least linger_ms + "
+                f"request_timeout_ms ({self.linger_ms + self.request_timeout_ms})"
+            )
+        if self.batch_bytes <= 0 or self.buffer_bytes < self.batch_bytes:
+            raise ValueError("batch_bytes must be positive and buffer_bytes at least batch_bytes")
+
+    def client_config(self) -> ClientConfig:
+        return ClientConfig(
+            client_id=self.client_id,
+            connect_timeout_ms=self.connect_timeout_ms,
+            request_timeout_ms=self.request_timeout_ms,
+            retry_backoff_ms=self.retry_backoff_ms,
+        )
+
+    def accumulator(self) -> RecordAccumulator:
+        acc = RecordAccumulator(
+            batch_bytes=self.batch_bytes,
+            buffer_bytes=self.buffer_bytes,
+            linger_ms=self.linger_ms,
+            delivery_timeout_ms=self.delivery_timeout_ms,
+            max_in_flight=self.max_in_flight if self.idempotent else 1,
+        )
+        acc.idempotent = bool(self.idempotent)
+        return acc
+
+
+def make_record(
+    value: bytes | str | None,
+    key: bytes | str | None,
+    headers: Headers | None,
+    timestamp: int | None,
+) -> Record:
+    """The record ``send`` queues (``TypeError``/``ValueError`` for bad input)."""
+    if timestamp is not None and not 0 <= timestamp < 2**63:
+        raise ValueError(f"timestamp must be milliseconds since the epoch, not {timestamp}")
+    return Record(
+        _as_bytes(key, "key"),
+        _as_bytes(value, "value"),
+        _headers(headers),
+        int(time.time() * 1000) if timestamp is None else timestamp,
+    )
+
+
+def choose_partition(
+    acc: RecordAccumulator, topic: str, count: int, partition: int | None, key: bytes | None
+) -> int:
+    """``partition`` when given (it must exist), else murmur2 of the key, else sticky."""
+    if partition is not None:
+        if not 0 <= partition < count:
+            raise broker_error(
+                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                f"the topic has partitions 0..{count - 1}",
+                f"topic {topic!r} partition {partition}",
+            )
+        return partition
+    if key is not None:
+        return partition_for_key(key, count)
+    return acc.sticky_partition(topic, count)
 
 
 class Producer(ClosesOnExit):
@@ -298,47 +488,26 @@ class Producer(ClosesOnExit):
       ``BufferFullError``.
     - ``request_timeout_ms``: one request's deadline; ``delivery_timeout_ms``: a record's
       whole life (retries included), at least ``linger_ms + request_timeout_ms``.
+    - ``idempotent`` (default: on when ``acks="all"``): retries never duplicate or reorder
+      records; up to ``max_in_flight`` batches per partition travel at once (1 without
+      idempotence, to keep order). Asking for it with ``acks`` 0 or 1 is an error.
+    - ``compression``: "none", "gzip", "lz4" or "zstd" for each batch.
+
+    Example::
+
+        with Producer("127.0.0.1:9092") as producer:
+            meta = producer.send("orders", b"hello", key="k1").result(timeout=10)
+            print(meta.partition, meta.offset)
     """
 
-    def __init__(
-        self,
-        bootstrap: str | Sequence[str],
-        *,
-        acks: str | int = "all",
-        linger_ms: int = 5,
-        batch_bytes: int = 64 * 1024,
-        buffer_bytes: int = 32 * 1024 * 1024,
-        max_block_ms: int = 60_000,
-        request_timeout_ms: int = 30_000,
-        delivery_timeout_ms: int = 120_000,
-        retry_backoff_ms: int = 100,
-        connect_timeout_ms: int = 10_000,
-        client_id: str = "raftlog-producer",
-    ) -> None:
-        if acks not in ACKS:
-            raise ValueError(f"acks must be 'all', 1 or 0, not {acks!r}")
-        if delivery_timeout_ms < linger_ms + request_timeout_ms:
-            raise ValueError(
-                f"delivery_timeout_ms ({delivery_timeout_ms}) must be at least linger_ms + "
-                f"request_timeout_ms ({linger_ms + request_timeout_ms})"
-            )
-        if batch_bytes <= 0 or buffer_bytes < batch_bytes:
-            raise ValueError("batch_bytes must be positive and buffer_bytes at least batch_bytes")
-        self._acks = ACKS[acks]
-        self._max_block_ms = max_block_ms
-        self._delivery_timeout_ms = delivery_timeout_ms
-        self._config = ClientConfig(
-            client_id=client_id,
-            connect_timeout_ms=connect_timeout_ms,
-            request_timeout_ms=request_timeout_ms,
-            retry_backoff_ms=retry_backoff_ms,
-        )
-        self._acc = RecordAccumulator(
-            batch_bytes=batch_bytes,
-            buffer_bytes=buffer_bytes,
-            linger_ms=linger_ms,
-            delivery_timeout_ms=delivery_timeout_ms,
-        )
+    def __init__(self, bootstrap: str | Sequence[str], **options: Any) -> None:
+        settings = ProducerSettings(**options)
+        self._acks = settings.acks
+        self._max_block_ms = settings.max_block_ms
+        self._delivery_timeout_ms = settings.delivery_timeout_ms
+        self._config = settings.client_config()
+        self._acc = settings.accumulator()
+        self._compression = settings.compression
         self._closed = False
         self._loop = LoopThread("raftlog-producer")
         try:
@@ -349,7 +518,7 @@ class Producer(ClosesOnExit):
 
     async def _start(self, bootstrap: str | Sequence[str]) -> Sender:
         cluster = Cluster(bootstrap, self._loop.nursery, self._config)
-        sender = Sender(cluster, self._acc, self._acks)
+        sender = Sender(cluster, self._acc, self._acks, compression=self._compression)
         self._loop.start_soon(sender.run, "producer sender")
         return sender
 
@@ -377,27 +546,9 @@ class Producer(ClosesOnExit):
         ``ClientClosedError``, ``BrokerError`` (unknown topic or partition), ``TypeError``."""
         if self._closed:
             raise ClientClosedError("the producer is closed; records can no longer be sent")
-        if timestamp is not None and not 0 <= timestamp < 2**63:
-            raise ValueError(f"timestamp must be milliseconds since the epoch, not {timestamp}")
-        key_bytes = _as_bytes(key, "key")
-        record = Record(
-            key_bytes,
-            _as_bytes(value, "value"),
-            _headers(headers),
-            int(time.time() * 1000) if timestamp is None else timestamp,
-        )
+        record = make_record(value, key, headers, timestamp)
         count = self.partitions_for(topic)
-        if partition is not None:
-            if not 0 <= partition < count:
-                raise broker_error(
-                    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                    f"the topic has partitions 0..{count - 1}",
-                    f"topic {topic!r} partition {partition}",
-                )
-        elif key_bytes is not None:
-            partition = partition_for_key(key_bytes, count)
-        else:
-            partition = self._acc.sticky_partition(topic, count)
+        partition = choose_partition(self._acc, topic, count, partition, record.key)
         future, wake = self._acc.append(topic, partition, record, self._max_block_ms)
         if wake:
             self._loop.run_sync_soon(self._sender.wake)

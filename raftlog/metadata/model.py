@@ -30,7 +30,10 @@ Ops (arguments; extra result fields), grouped by module:
 - here: ``barrier`` (); ``register_broker`` (broker_id, client_address, internal_address,
   rack=None, now_ms; broker_id, new), ``broker_heartbeat`` (broker_id, now_ms; broker_id,
   draining), ``expire_brokers`` (now_ms, timeout_ms; expired), ``drain_broker`` (broker_id,
-  draining=True; broker_id, draining), ``remove_broker`` (broker_id; broker_id);
+  draining=True; broker_id, draining), ``remove_broker`` (broker_id; broker_id),
+  ``allocate_producer_ids`` (broker_id, count; first, count): a block of idempotent
+  producer ids for one broker to hand out (ids are never reused: ``producer_ids`` is the
+  next free one);
 - ``topics.py``: ``create_topic``, ``delete_topic``, ``alter_configs``, ``add_partitions``,
   ``report_leader``;
 - ``groups.py``: ``group_put``, ``group_delete``, ``offset_commit``, ``offset_commit_many``,
@@ -176,6 +179,19 @@ def _drain_broker(ctx: Ctx, cmd: Command) -> dict[str, Any]:
     return {"broker_id": broker_id, "draining": draining}
 
 
+PRODUCER_ID_BLOCK_MAX = 1_000_000
+
+
+def _allocate_producer_ids(ctx: Ctx, cmd: Command) -> dict[str, Any]:
+    _broker(ctx, _broker_id(cmd))
+    count = req_int(cmd, "count", 1, PRODUCER_ID_BLOCK_MAX)
+    first: int = ctx.state["producer_ids"]
+    if first + count > INT64_MAX:
+        raise Rejected(ErrorCode.UNKNOWN, "the producer id space is exhausted")
+    ctx.txn.set(ctx.state, "producer_ids", first + count)
+    return {"first": first, "count": count}
+
+
 def _remove_broker(ctx: Ctx, cmd: Command) -> dict[str, Any]:
     broker_id = _broker_id(cmd)
     _broker(ctx, broker_id)
@@ -203,6 +219,7 @@ _OPS: dict[str, _Op] = {
     "expire_brokers": _Op(_expire_brokers, frozenset({"now_ms", "timeout_ms"})),
     "drain_broker": _Op(_drain_broker, frozenset({"broker_id", "draining"})),
     "remove_broker": _Op(_remove_broker, frozenset({"broker_id"})),
+    "allocate_producer_ids": _Op(_allocate_producer_ids, frozenset({"broker_id", "count"})),
 }
 for _name, (_handler, _fields) in {**topics.OPS, **groups.OPS}.items():
     _OPS[_name] = _Op(_handler, _fields)
@@ -214,7 +231,14 @@ OPS: tuple[str, ...] = tuple(sorted(_OPS))
 
 
 def _empty_state() -> dict[str, Any]:
-    return {"version": 0, "brokers": {}, "topics": {}, "groups": {}, "offsets": {}}
+    return {
+        "version": 0,
+        "brokers": {},
+        "topics": {},
+        "groups": {},
+        "offsets": {},
+        "producer_ids": 0,
+    }
 
 
 _IMAGE_PARTS = ("brokers", "topics", "groups", "offsets")
@@ -333,6 +357,7 @@ class MetadataModel:
         state = copy.deepcopy(snapshot)
         del state["format"]
         rids = state.pop("rids")
+        state.setdefault("producer_ids", 0)  # snapshots older than idempotent producers
         missing = set(_empty_state()) - set(state)
         if missing:
             raise ValueError(f"metadata snapshot lacks {sorted(missing)}")

@@ -192,6 +192,18 @@ class RaftNode(LeaderReplication):
         self._assert_invariants()
         return entry
 
+    def check_can_propose(self) -> None:
+        """Raise ``NotLeaderError`` when ``propose`` would (changes nothing)."""
+        self._check_can_propose()
+
+    def pending_entries(self) -> list[Entry] | None:
+        """The log's entries that are not durable yet, oldest first: the durable log plus
+        these is the log. ``None`` while a truncation or reset of the durable log is
+        pending (the durable log is then not a prefix of the log)."""
+        if self._log.pending_truncate() is not None or self._log.pending_reset() is not None:
+            return None
+        return self._log.unstable_entries()
+
     def transfer_leadership(self, to: NodeId) -> None:
         """Hand leadership to voter ``to`` (thesis 3.10): proposals are refused until it
         takes over or an election timeout passes."""

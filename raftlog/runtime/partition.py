@@ -17,6 +17,14 @@ means written; another term means the entry was replaced by a new leader's, so i
 definitely *not* written (a committed entry is never replaced). ``acks=1`` resolves when the
 leader's own copy is durable. A waiter that hears nothing before its deadline reports
 "unknown outcome", never "not written".
+
+Idempotent producers (``raftlog.runtime.producer_state``): before a batch with a producer id
+is proposed, the leader checks it against the producers' table plus the core's entries that
+are not durable yet. A duplicate is not proposed again: its waiter waits for the first
+copy's offsets (and checks that copy's term, like any other waiter). Out-of-order and fenced
+batches are refused without being written. The table follows the durable log: after each
+Ready is written it applies the Ready's entries, and it is rebuilt from the log when the log
+was truncated or reset (and when the replica opens).
 """
 
 from __future__ import annotations
@@ -34,8 +42,10 @@ import trio
 from raftlog.errors import ErrorCode, RaftlogError
 from raftlog.raft import Entry, Message, NotLeaderError, RaftNode, Ready, Role, SoftState
 from raftlog.runtime.flusher import Flusher
-from raftlog.runtime.replica_log import ReplicaLog
-from raftlog.types import NodeId, Offset
+from raftlog.runtime.producer_state import ProducerStates
+from raftlog.runtime.replica_log import ReplicaLog, entry_producer_batch
+from raftlog.storage.record_batch import read_header
+from raftlog.types import NodeId, Offset, Term
 
 log = logging.getLogger("raftlog.partition")
 
@@ -92,6 +102,8 @@ class PartitionDriver:
         self.leader: NodeId | None = core.status.leader
         self.fenced: BaseException | None = None
         self.on_soft_state: Callable[[SoftState], None] | None = None
+        self.producers = ProducerStates()
+        self.producers.rebuild(int(store.log_start_offset()), store.producer_batches())
 
     # ------------------------------------------------------------------ inputs
 
@@ -182,18 +194,66 @@ class PartitionDriver:
         elif kind == "propose":
             _, data, count, acks, box, ready = item
             try:
-                entry = core.propose(data, count)
+                entry = self._propose(data, count)
             except NotLeaderError as e:
                 box.append(ProduceError(ErrorCode.NOT_LEADER, str(e), e.leader_hint))
+            except ProduceError as e:
+                box.append(e)
             else:
                 if acks is Acks.NONE:
                     box.extend([None, entry])
                 else:
                     w = _Waiter(entry.last_offset, next(self._seq), entry, acks)
                     target = self._commit_waiters if acks is Acks.ALL else self._durable_waiters
-                    bisect.insort(target, w)
+                    if w.last_offset < (
+                        self.commit_offset if acks is Acks.ALL else self.durable_end
+                    ):  # a duplicate of a batch already acknowledged
+                        self._resolve([w], w.last_offset + 1)
+                    else:
+                        bisect.insort(target, w)
                     box.append(w)
             ready.set()
+
+    def _propose(self, data: bytes, count: int) -> Entry:
+        """Propose ``data`` unless it is an idempotent producer's duplicate (then the entry
+        of its first copy, data left out) or refused (``ProduceError``)."""
+        core = self.core
+        h = read_header(data)
+        if h.producer_id < 0:
+            return core.propose(data, count)
+        core.check_can_propose()
+        pending = core.pending_entries()
+        if pending is None:
+            raise ProduceError(
+                ErrorCode.LEADER_NOT_AVAILABLE,
+                "the new leader is still writing its log; nothing was written, retry",
+            )
+        verdict = self.producers.check(
+            h.producer_id,
+            h.producer_epoch,
+            h.base_sequence,
+            count,
+            (entry_producer_batch(e) for e in pending),
+        )
+        if verdict.duplicate is not None:
+            d = verdict.duplicate
+            log.debug("event=duplicate_batch producer=%d seq=%d", h.producer_id, d.first_seq)
+            return Entry(Offset(d.base_offset), Offset(d.last_offset), Term(d.term), b"")
+        if verdict.error != ErrorCode.NONE:
+            raise ProduceError(verdict.error, verdict.message)
+        return core.propose(data, count)
+
+    def _track_producers(self, rd: Ready) -> None:
+        """Bring the producers' table in step with the log ``rd`` just wrote."""
+        if rd.reset_log_start is not None or (
+            rd.truncate_from is not None and rd.truncate_from < self.producers.end
+        ):
+            self.producers.rebuild(
+                int(self.store.log_start_offset()), self.store.producer_batches()
+            )
+            return
+        for e in rd.entries:
+            self.producers.apply(entry_producer_batch(e))
 
     async def _handle(self, rd: Ready) -> None:
         for m in rd.messages:
@@ -211,6 +271,8 @@ class PartitionDriver:
             log.error("event=replica_fenced group=%s error=%r", self.core.config.group, e)
             self._fail_all(ProduceError(ErrorCode.KAFKA_STORAGE_ERROR, f"replica fenced: {e}"))
             raise
+        if rd.entries or rd.truncate_from is not None or rd.reset_log_start is not None:
+            self._track_producers(rd)
         for m in rd.messages_after_persist:
             self.send(m)
         self.core.advance(rd)

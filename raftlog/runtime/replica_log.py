@@ -11,9 +11,14 @@ by the runtime, one fsync covers every append that arrived while the previous on
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from raftlog.errors import CorruptRecordError
 from raftlog.raft.log_store import Entry, HardState
 from raftlog.raft.ready import Ready
+from raftlog.runtime.producer_state import NO_PRODUCER_ID, ProducerBatch
 from raftlog.storage.log import PartitionLog
+from raftlog.storage.record_batch import read_header
 from raftlog.types import NO_TERM, NodeId, Offset, Term
 
 
@@ -48,6 +53,19 @@ class ReplicaLog:
             for b in self.log.read_batches(offset, max_bytes)
         ]
 
+    def producer_batches(self, chunk_bytes: int = 1 << 20) -> Iterator[ProducerBatch]:
+        """The producer fields of every batch in the log, in order (rebuilds the table of
+        idempotent producers; reads the whole log, ``chunk_bytes`` at a time)."""
+        offset = self.log.log_start_offset()
+        end = self.log.log_end_offset()
+        while offset < end:
+            batches = self.log.read_batches(offset, chunk_bytes)
+            if not batches:
+                return
+            for b in batches:
+                yield producer_batch(b.data, b.offset, b.last_offset, b.term)
+            offset = batches[-1].last_offset + 1
+
     def hard_state(self) -> HardState:
         stored = self.log.hard_state()
         return HardState(Term(stored.term), None if stored.vote is None else NodeId(stored.vote))
@@ -74,3 +92,17 @@ class ReplicaLog:
         self.write(rd)
         if rd.entries or rd.truncate_from is not None or rd.reset_log_start is not None:
             self.log.sync_to(self.log.log_end_offset())
+
+
+def producer_batch(data: bytes, offset: int, last_offset: int, term: int) -> ProducerBatch:
+    """The producer fields of one batch (its header) with where the log holds it; an entry
+    that is not a record batch has no producer."""
+    try:
+        h = read_header(data)
+    except CorruptRecordError:
+        return (NO_PRODUCER_ID, -1, -1, offset, last_offset, term)
+    return (h.producer_id, h.producer_epoch, h.base_sequence, offset, last_offset, term)
+
+
+def entry_producer_batch(e: Entry) -> ProducerBatch:
+    return producer_batch(e.data, int(e.offset), int(e.last_offset), int(e.term))

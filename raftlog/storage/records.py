@@ -19,7 +19,18 @@ Each record inside a batch (Kafka's ``DefaultRecord``), integers as zigzag varin
                      value_length varint (-1 null) + value
 
 With compression (attributes bits 0-2 of the batch), the records area after the 61-byte header
-holds the compressed bytes of the records above. Codecs here: 0 none and 1 gzip (stdlib zlib).
+holds the compressed bytes of the records above. Codecs here, written as Kafka's clients write
+them (``compression_codec`` maps their names to numbers):
+
+    0 none
+    1 gzip   gzip members (stdlib zlib, level 6 as Java's GZIPOutputStream)
+    3 lz4    the standard LZ4 frame format with independent blocks (Kafka's Java reader rejects
+             linked blocks), 64 KiB blocks, content size, no checksum: kafka-python's bytes
+    4 zstd   standard zstd frames at level 3 (Kafka's default), with the content size: the
+             bytes of kafka-python. Java writes frames without the content size; both decode.
+    2 snappy is not supported.
+
+The decoder accepts back-to-back gzip members and lz4 or zstd frames, as Kafka's readers do.
 
 Rules kept by the decoder, so that no input can make it read out of bounds, allocate without
 limit or raise anything but ``CorruptRecordError``: the CRC is checked before any record is read;
@@ -27,7 +38,11 @@ a varint is at most 5 bytes (10 for a varlong) and must fit its type; every leng
 be -1 (where null is allowed) or non-negative and to fit in the bytes that remain of its record
 before anything is sliced; a record's fields must use exactly its length; offset deltas rise and
 stay within last_offset_delta; the header's record count must match the records present; and
-no bytes may trail the last record. Decompressed output is capped.
+no bytes may trail the last record. Decompressed output is capped (``max_uncompressed_bytes``):
+every codec decompresses in bounded steps and stops one byte past the cap, whatever size a
+frame header claims (``lz4.frame.decompress`` would trust it, so it is never called), and
+truncated or garbled compressed bytes read as corrupt. A zstd stream reader stops silently at
+truncated input, so the frames' block headers are walked first to see that every frame is whole.
 
 Control batches (``control_batch``) carry one record whose key is Kafka's (version 0, type):
 0 abort and 1 commit are transaction markers; 2, KRaft's leader change, is what a new raftlog
@@ -41,10 +56,14 @@ one- and two-byte varints and builds its frozen records without ``object.__setat
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+
+import lz4.frame
+import zstandard
 
 from raftlog.errors import CorruptRecordError
 from raftlog.storage.record_batch import (
@@ -61,9 +80,14 @@ from raftlog.storage.record_batch import (
 
 COMPRESSION_NONE = 0
 COMPRESSION_GZIP = 1
+COMPRESSION_LZ4 = 3
+COMPRESSION_ZSTD = 4
 _CODEC_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+_SUPPORTED_CODECS = (COMPRESSION_NONE, COMPRESSION_GZIP, COMPRESSION_LZ4, COMPRESSION_ZSTD)
 GZIP_LEVEL = 6
 """Java's GZIPOutputStream default (Deflater.DEFAULT_COMPRESSION)."""
+ZSTD_LEVEL = 3
+"""Kafka's default ``compression.zstd.level`` (zstd's own default), and kafka-python's."""
 UNCOMPRESSED_BYTES_MAX = 64 * 1024 * 1024
 """Default cap on the decompressed records area of one batch (a decompression-bomb guard)."""
 
@@ -239,6 +263,50 @@ def _gzip(data: bytes | bytearray) -> bytes:
     return c.compress(data) + c.flush()
 
 
+def _lz4(data: bytes | bytearray) -> bytes:
+    # Independent blocks: Kafka's Java reader refuses linked ones. The other settings are the
+    # library's defaults (level 0, 64 KiB blocks, content size stored), as kafka-python's.
+    packed: bytes = lz4.frame.compress(data, block_linked=False)
+    return packed
+
+
+class _ZstdContexts(threading.local):
+    """One zstd compressor and decompressor per thread: creating a context costs ~10 us, as
+    much as decoding a small batch, and a context must not be used by two threads at once."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self.decompressor = zstandard.ZstdDecompressor()
+
+
+_zstd_contexts = _ZstdContexts()
+
+
+def _zstd(data: bytes | bytearray) -> bytes:
+    return _zstd_contexts.compressor.compress(data)
+
+
+_COMPRESSORS: dict[int, Callable[[bytes | bytearray], bytes]] = {
+    COMPRESSION_GZIP: _gzip,
+    COMPRESSION_LZ4: _lz4,
+    COMPRESSION_ZSTD: _zstd,
+}
+_CODEC_BY_NAME = {name: codec for codec, name in _CODEC_NAMES.items()}
+
+
+def compression_codec(name: str) -> int:
+    """The codec number of a compression name, as Kafka's ``compression.type`` spells it:
+    "none", "gzip", "lz4" or "zstd", in any case. Raises ``ValueError`` for anything else,
+    snappy included (not supported here)."""
+    codec = _CODEC_BY_NAME.get(name.lower())
+    allowed = ", ".join(_CODEC_NAMES[c] for c in _SUPPORTED_CODECS)
+    if codec is None:
+        raise ValueError(f"unknown compression {name!r}: use one of {allowed}")
+    if codec not in _SUPPORTED_CODECS:
+        raise ValueError(f"compression {name!r} is not supported: use one of {allowed}")
+    return codec
+
+
 def build_batch(
     records: Iterable[Record],
     *,
@@ -255,15 +323,16 @@ def build_batch(
     """Encode ``records`` (at least one) as one v2 batch with create-time timestamps.
 
     Records without a timestamp get ``now_ms``. base_timestamp is the first record's
-    timestamp, max_timestamp the largest, offset deltas run 0..n-1. With gzip the records are
-    sent uncompressed when compressing does not make them smaller (as Kafka's clients do).
+    timestamp, max_timestamp the largest, offset deltas run 0..n-1. ``compression`` is a codec
+    number (``COMPRESSION_*``, or ``compression_codec(name)``); with any codec the records are
+    sent uncompressed when compressing does not make them smaller (as kafka-python does).
     Raises ``ValueError`` for an empty batch, an unsupported codec or a field out of range,
     and ``TypeError`` for a key, value or header that is not bytes.
     """
     recs = records if isinstance(records, list | tuple) else list(records)
     if not recs:
         raise ValueError("a batch needs at least one record")
-    if compression not in (COMPRESSION_NONE, COMPRESSION_GZIP):
+    if compression not in _SUPPORTED_CODECS:
         raise ValueError(f"unsupported compression codec {_codec_name(compression)}")
     if len(recs) - 1 > _INT32_MAX:
         raise ValueError(f"too many records for one batch: {len(recs)}")
@@ -276,11 +345,11 @@ def build_batch(
     except TypeError as e:
         raise TypeError(f"record keys, values and header values must be bytes: {e}") from None
     attributes = 0
-    if compression == COMPRESSION_GZIP:
-        packed = _gzip(body)
+    if compression != COMPRESSION_NONE:
+        packed = _COMPRESSORS[compression](body)
         if len(packed) < len(body):
             body = bytearray(packed)
-            attributes = COMPRESSION_GZIP
+            attributes = compression
     if control:
         attributes |= ATTR_CONTROL
     if transactional:
@@ -372,6 +441,151 @@ def _gunzip(data: bytes, bytes_max: int) -> bytes:
         raise CorruptRecordError(f"bad gzip records: {e}") from None
 
 
+_STEP_MIN = 256 * 1024
+_STEP_MAX = 16 * 1024 * 1024
+"""Output requested per decompression step when a frame does not declare its size: at least
+4x the input, doubling up to 16 MiB (below glibc's mmap threshold ceiling, so the buffers come
+from the heap again and again instead of fresh pages), and never more than the cap allows."""
+
+
+def _first_step(declared: int, compressed_bytes: int) -> int:
+    if declared >= 0:
+        return declared + 1  # + 1: the end of the frame in the same step, or past the claim
+    return min(max(_STEP_MIN, 4 * compressed_bytes), _STEP_MAX)
+
+
+_LZ4_MAGIC = b"\x04\x22\x4d\x18"
+
+
+def _unlz4(data: bytes, bytes_max: int) -> bytes:
+    """Decompress LZ4 frames back to back, producing at most ``bytes_max`` bytes.
+
+    ``LZ4FrameDecompressor`` allocates ``max_length`` per call, never the size a frame header
+    claims; it stops short of ``max_length`` only at the end of a frame or of the input."""
+    out = []
+    produced = 0
+    try:
+        while True:
+            declared = -1
+            # magic, FLG (bit 3: an 8-byte content size follows FLG and BD), BD
+            if data[:4] == _LZ4_MAGIC and len(data) >= 14 and data[4] & 0x08:
+                declared = int.from_bytes(data[6:14], "little")
+                if produced + declared > bytes_max:
+                    raise CorruptRecordError(f"lz4 records decompress past {bytes_max} bytes")
+            d = lz4.frame.LZ4FrameDecompressor()
+            step = _first_step(declared, len(data))
+            source = data
+            while True:
+                want = min(step, bytes_max - produced + 1)
+                chunk = d.decompress(source, max_length=want)
+                source = b""
+                produced += len(chunk)
+                if produced > bytes_max:
+                    raise CorruptRecordError(f"lz4 records decompress past {bytes_max} bytes")
+                out.append(chunk)
+                if d.eof:
+                    break
+                if len(chunk) < want:
+                    raise CorruptRecordError("truncated lz4 records")
+                step = min(2 * step, _STEP_MAX)
+            if not d.unused_data:
+                return b"".join(out)
+            data = d.unused_data
+    except RuntimeError as e:  # every error of the lz4 library
+        raise CorruptRecordError(f"bad lz4 records: {e}") from None
+
+
+_ZSTD_MAGIC = 0xFD2FB528
+_ZSTD_SKIPPABLE_MASK, _ZSTD_SKIPPABLE = 0xFFFFFFF0, 0x184D2A50
+_U32 = struct.Struct("<I")
+
+
+def _zstd_frames(data: bytes) -> int:
+    """Check that ``data`` is whole zstd frames back to back by walking their headers and block
+    headers (RFC 8878), without decompressing. Returns the frames' total content size, or -1
+    when a frame does not declare it. Raises ``CorruptRecordError`` for truncated or foreign
+    bytes (the stream reader would just stop at truncated input)."""
+    end = len(data)
+    pos = 0
+    total = 0
+    while True:
+        if end - pos < 5:
+            raise CorruptRecordError("truncated zstd records")
+        magic = _U32.unpack_from(data, pos)[0]
+        if magic & _ZSTD_SKIPPABLE_MASK == _ZSTD_SKIPPABLE:
+            if end - pos < 8:
+                raise CorruptRecordError("truncated zstd records")
+            pos += 8 + _U32.unpack_from(data, pos + 4)[0]
+        elif magic != _ZSTD_MAGIC:
+            raise CorruptRecordError(f"bad zstd records: no zstd frame at byte {pos}")
+        else:
+            descriptor = data[pos + 4]
+            size_flag = descriptor >> 6
+            single_segment = descriptor & 0x20
+            header_bytes = (
+                5
+                + (0 if single_segment else 1)  # window descriptor
+                + (0, 1, 2, 4)[descriptor & 0x03]  # dictionary id
+                + ((1 if single_segment else 0), 2, 4, 8)[size_flag]  # content size
+            )
+            if end - pos < header_bytes:
+                raise CorruptRecordError("truncated zstd records")
+            try:
+                params = zstandard.get_frame_parameters(data[pos : pos + header_bytes])
+            except zstandard.ZstdError as e:
+                raise CorruptRecordError(f"bad zstd records: {e}") from None
+            pos += header_bytes
+            while True:  # blocks: 3-byte header, bit 0 last, bits 1-2 type, bits 3-23 size
+                if end - pos < 3:
+                    raise CorruptRecordError("truncated zstd records")
+                block = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+                kind = (block >> 1) & 3
+                if kind == 3:
+                    raise CorruptRecordError(f"bad zstd records: reserved block type at {pos}")
+                pos += 3 + (1 if kind == 1 else block >> 3)  # an RLE block holds one byte
+                if block & 1:
+                    break
+            if params.has_checksum:
+                pos += 4
+            if params.content_size == zstandard.CONTENTSIZE_UNKNOWN:
+                total = -1
+            elif total >= 0:
+                total += params.content_size
+        if pos > end:
+            raise CorruptRecordError("truncated zstd records")
+        if pos == end:
+            return total
+
+
+def _unzstd(data: bytes, bytes_max: int) -> bytes:
+    """Decompress zstd frames back to back, producing at most ``bytes_max`` bytes. Frames may
+    lack the content size (Java's producer omits it), so this streams in bounded reads."""
+    declared = _zstd_frames(data)
+    if declared > bytes_max:
+        raise CorruptRecordError(f"zstd records decompress past {bytes_max} bytes")
+    out = []
+    produced = 0
+    step = _first_step(declared, len(data))
+    try:
+        reader = _zstd_contexts.decompressor.stream_reader(data, read_across_frames=True)
+        while chunk := reader.read(min(step, bytes_max - produced + 1)):
+            produced += len(chunk)
+            if produced > bytes_max:
+                raise CorruptRecordError(f"zstd records decompress past {bytes_max} bytes")
+            out.append(chunk)
+            step = min(2 * step, _STEP_MAX)
+    except zstandard.ZstdError as e:
+        raise CorruptRecordError(f"bad zstd records: {e}") from None
+    return b"".join(out)
+
+
+_DECOMPRESSORS: dict[int, Callable[[bytes, int], bytes]] = {
+    COMPRESSION_GZIP: _gunzip,
+    COMPRESSION_LZ4: _unlz4,
+    COMPRESSION_ZSTD: _unzstd,
+}
+
+
 def decode_batch(
     buf: bytes | bytearray | memoryview,
     pos: int = 0,
@@ -392,13 +606,14 @@ def decode_batch(
         data = bytes(memoryview(buf)[pos + HEADER_BYTES : pos + h.size])
         start, limit = 0, len(data)
     codec = h.attributes & ATTR_COMPRESSION_MASK
-    if codec == COMPRESSION_GZIP:
-        data = _gunzip(data[start:limit], max_uncompressed_bytes)
+    if codec != COMPRESSION_NONE:
+        decompress = _DECOMPRESSORS.get(codec)
+        if decompress is None:
+            raise CorruptRecordError(
+                f"batch at offset {h.base_offset} uses unsupported compression {_codec_name(codec)}"
+            )
+        data = decompress(data[start:limit], max_uncompressed_bytes)
         start, limit = 0, len(data)
-    elif codec != COMPRESSION_NONE:
-        raise CorruptRecordError(
-            f"batch at offset {h.base_offset} uses unsupported compression {_codec_name(codec)}"
-        )
     try:
         records = _decode_records(data, start, limit, h)
     except IndexError:

@@ -5,8 +5,9 @@ in-memory state: topics, partitions (leader, replicas) and a log per partition (
 batches, offsets stamped by the fake as the real broker does). Every partition's log is
 "committed" as soon as it is appended. It answers HELLO, METADATA, PRODUCE (acks 0/1/-1),
 FETCH (whole batches from the one holding the fetch offset, long-poll), LIST_OFFSETS,
-CREATE_TOPICS, DELETE_TOPICS, DESCRIBE_CONFIGS and ALTER_CONFIGS with the broker's semantics
-(see the client's docstrings), requests of one connection answered in order.
+CREATE_TOPICS, DELETE_TOPICS, DESCRIBE_CONFIGS, ALTER_CONFIGS and CREATE_PARTITIONS with the
+broker's semantics (see the client's docstrings), requests of one connection answered in
+order. Configs given at creation are kept as given; ALTER_CONFIGS validates like the broker.
 
 Faults, set by tests (plain attributes, read on every request):
 
@@ -17,7 +18,7 @@ Faults, set by tests (plain attributes, read on every request):
 - ``delay_ms[api]``: sleep before answering; ``swallow[api]``: requests not to answer at all
   (the client times out; a swallowed PRODUCE is still appended when ``swallow_appends``);
   ``drop[api]``: close the connection on the next such requests;
-- ``new_topic_leaderless_ms``: new topics have no leader for that long.
+- ``new_topic_leaderless_ms``: new topics (and new partitions) have no leader for that long.
 
 ``requests`` logs (broker id, api key) of every request; ``max_pipelined`` is the most
 requests a connection had received and not yet answered.
@@ -41,15 +42,21 @@ from typing import Any, TypeVar
 
 import trio
 
-from raftlog.errors import ErrorCode, RaftlogError
+from raftlog.config import TOPIC_CONFIG_KEYS, LogConfig, validate_topic_configs
+from raftlog.errors import ErrorCode, InvalidConfigError, RaftlogError
+from raftlog.runtime.producer_state import ProducerStates
 from raftlog.storage.record_batch import read_header, stamp, validate_batch
 from raftlog.storage.records import ControlType, Record, build_batch, control_batch, decode_batch
 from raftlog.types import NodeId, Offset, PartitionId, Term
 from raftlog.wire import (
     AlterConfigsRequest,
     AlterConfigsResponse,
+    AlterTopicConfigs,
     ApiKey,
     BrokerInfo,
+    ConfigEntry,
+    CreatePartitionsRequest,
+    CreatePartitionsResponse,
     CreateTopicsRequest,
     CreateTopicsResponse,
     DeleteTopicsRequest,
@@ -64,12 +71,15 @@ from raftlog.wire import (
     FrameDecoder,
     HelloRequest,
     HelloResponse,
+    InitProducerIdRequest,
+    InitProducerIdResponse,
     ListOffsetsPartitionResult,
     ListOffsetsRequest,
     ListOffsetsResponse,
     ListOffsetsTopicResult,
     MetadataRequest,
     MetadataResponse,
+    NewPartitions,
     PartitionMetadata,
     ProducePartitionResult,
     ProduceRequest,
@@ -99,10 +109,15 @@ class FakePartition:
     end: int = 0
     """The log end offset = the high watermark (everything is committed at once)."""
     leaderless_until: float = 0.0
+    producers: ProducerStates = field(default_factory=ProducerStates)
 
     def append(self, batch: bytes) -> int:
         header = read_header(batch)
         base = self.end
+        self.producers.apply(
+            (header.producer_id, header.producer_epoch, header.base_sequence, base,
+             base + header.last_offset_delta, 0)
+        )  # fmt: skip
         stamped = bytearray(batch)
         stamp(stamped, 0, base, 0)
         self.batches.append((base, bytes(stamped)))
@@ -130,6 +145,7 @@ class FakeCluster:
         self.new_topic_leaderless_ms = 0
         # observations
         self.requests: list[tuple[int, ApiKey]] = []
+        self.next_producer_id = 1000
         self.max_pipelined = 0
         self.connections = 0
         self._appended = trio.Event()
@@ -177,6 +193,22 @@ class FakeCluster:
             )
             for p in range(partitions)
         ]
+        self.configs.setdefault(name, {})
+
+    def add_partitions(
+        self, name: str, count: int, assignments: tuple[tuple[int, ...], ...] | None = None
+    ) -> None:
+        """Grow ``name`` to ``count`` partitions (placed round robin unless ``assignments``)."""
+        parts = self.topics[name]
+        old, n, rf = len(parts), len(self.broker_ids), len(parts[0].replicas)
+        until = time.monotonic() + self.new_topic_leaderless_ms / 1000
+        for p in range(old, count):
+            replicas = (
+                tuple(self.broker_ids[(p + i) % n] for i in range(rf))
+                if assignments is None
+                else assignments[p - old]
+            )
+            parts.append(FakePartition(replicas[0], replicas, leaderless_until=until))
 
     def set_leader(self, topic: str, partition: int, broker_id: int) -> None:
         self.topics[topic][partition].leader = broker_id
@@ -302,6 +334,9 @@ class FakeCluster:
             return HelloResponse(NodeId(broker_id), self.cluster_id, 1)
         if isinstance(msg, MetadataRequest):
             return self._metadata(msg)
+        if isinstance(msg, InitProducerIdRequest):
+            self.next_producer_id += 1
+            return InitProducerIdResponse(producer_id=self.next_producer_id - 1, producer_epoch=0)
         if isinstance(msg, ProduceRequest):
             answer = self._produce(broker_id, msg)
             return None if msg.acks == 0 else answer
@@ -320,9 +355,13 @@ class FakeCluster:
             return DeleteTopicsResponse(tuple(results))
         if isinstance(msg, DescribeConfigsRequest):
             names = msg.topics if msg.topics is not None else tuple(self.topics)
-            return DescribeConfigsResponse(tuple(TopicConfigs(n) for n in names))
+            return DescribeConfigsResponse(tuple(self._describe_configs(n) for n in names))
         if isinstance(msg, AlterConfigsRequest):
-            return AlterConfigsResponse(tuple(TopicResult(t.name) for t in msg.topics))
+            return AlterConfigsResponse(tuple(self._alter_configs(t, msg) for t in msg.topics))
+        if isinstance(msg, CreatePartitionsRequest):
+            return CreatePartitionsResponse(
+                tuple(self._create_partitions(t, msg) for t in msg.topics)
+            )
         raise RaftlogError(f"the fake broker does not serve {type(msg).__name__}")
 
     # ------------------------------------------------------------------ handlers
@@ -388,9 +427,25 @@ class FakeCluster:
                     results.append(ProducePartitionResult(pp.partition, exc.code))
                     continue
                 base = -1
+                refused: ProducePartitionResult | None = None
                 for batch in pp.batches:
-                    offset = self._append(t.name, pp.partition, bytes(batch))
+                    h = read_header(batch)
+                    verdict = p.producers.check(
+                        h.producer_id, h.producer_epoch, h.base_sequence, h.last_offset_delta + 1
+                    )
+                    if verdict.duplicate is not None:
+                        offset = verdict.duplicate.base_offset
+                    elif verdict.error != ErrorCode.NONE:
+                        refused = ProducePartitionResult(
+                            pp.partition, verdict.error, message=verdict.message
+                        )
+                        break
+                    else:
+                        offset = self._append(t.name, pp.partition, bytes(batch))
                     base = offset if base < 0 else base
+                if refused is not None:
+                    results.append(refused)
+                    continue
                 results.append(ProducePartitionResult(pp.partition, base_offset=Offset(base)))
             topics.append(ProduceTopicResult(t.name, tuple(results)))
         return ProduceResponse(tuple(topics))
@@ -497,6 +552,65 @@ class FakeCluster:
                 self.configs[t.name] = dict(t.configs)
             results.append(TopicResult(t.name))
         return CreateTopicsResponse(tuple(results))
+
+    def _describe_configs(self, name: str) -> TopicConfigs:
+        if name not in self.topics:
+            return TopicConfigs(name, (), ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "no such topic")
+        overrides = self.configs.get(name, {})
+        keys = sorted({*TOPIC_CONFIG_KEYS, *overrides})
+        entries = tuple(
+            ConfigEntry(k, overrides[k], False)
+            if k in overrides
+            else ConfigEntry(k, FAKE_CONFIG_DEFAULTS.get(k, ""), True)
+            for k in keys
+        )
+        return TopicConfigs(name, entries)
+
+    def _alter_configs(self, t: AlterTopicConfigs, msg: AlterConfigsRequest) -> TopicResult:
+        if t.name not in self.topics:
+            return TopicResult(t.name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "no such topic")
+        merged = dict(self.configs.get(t.name, {}))
+        unknown = [k for k in t.delete_configs if k not in TOPIC_CONFIG_KEYS]
+        for k in t.delete_configs:
+            merged.pop(k, None)
+        merged.update(t.set_configs)
+        try:
+            if unknown:
+                raise InvalidConfigError(f"unknown topic config(s) {unknown}")
+            configs = validate_topic_configs(merged)
+        except InvalidConfigError as exc:
+            return TopicResult(t.name, ErrorCode.INVALID_CONFIG, exc.message)
+        if not msg.validate_only:
+            self.configs[t.name] = configs
+        return TopicResult(t.name)
+
+    def _create_partitions(self, t: NewPartitions, msg: CreatePartitionsRequest) -> TopicResult:
+        parts = self.topics.get(t.name)
+        if parts is None:
+            return TopicResult(t.name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "no such topic")
+        if t.count <= len(parts):
+            why = f"topic {t.name!r} has {len(parts)} partitions; the new count must be larger"
+            return TopicResult(t.name, ErrorCode.INVALID_PARTITIONS, why)
+        if t.assignments is not None and len(t.assignments) != t.count - len(parts):
+            why = f"assignments lists {len(t.assignments)} partitions"
+            return TopicResult(t.name, ErrorCode.INVALID_PARTITIONS, why)
+        if not msg.validate_only:
+            self.add_partitions(t.name, t.count, t.assignments)
+        return TopicResult(t.name)
+
+
+_DEFAULT_LOG = LogConfig()
+FAKE_CONFIG_DEFAULTS: dict[str, str] = {
+    "cleanup.policy": "delete",
+    "fsync": "true" if _DEFAULT_LOG.fsync else "false",
+    "max.message.bytes": str(_DEFAULT_LOG.max_message_bytes),
+    "min.insync.replicas": "1",
+    "retention.bytes": str(_DEFAULT_LOG.retention_bytes),
+    "retention.ms": str(_DEFAULT_LOG.retention_ms),
+    "segment.bytes": str(_DEFAULT_LOG.segment_bytes),
+    "segment.ms": str(_DEFAULT_LOG.segment_ms),
+}
+"""What DESCRIBE_CONFIGS of the fake says a config is when a topic does not override it."""
 
 
 @contextlib.contextmanager

@@ -7,10 +7,16 @@
   config key, saying which are defaults.
 - ALTER_CONFIGS (8): per topic, keys to set and keys to reset to the default (incremental,
   like Kafka's IncrementalAlterConfigs); ``validate_only`` checks without changing.
+- CREATE_PARTITIONS (11): per topic, the new total partition count (larger than today's:
+  partitions are never removed) and optionally the replica lists of the new partitions;
+  ``validate_only`` checks without adding. One ``TopicResult`` per topic.
 
 The wire checks shapes and sizes only (strings of at most 255 characters, at most 100 config
-keys, partitions and replication factor within the metadata model's limits); whether a key
-exists and its value is valid is the metadata model's answer (``INVALID_CONFIG``), per topic.
+keys, partitions and replication factor within the metadata model's limits, at most 10,000
+replica lists of at most 16 distinct brokers across one CREATE_PARTITIONS request); whether a
+key exists and its value is valid is the metadata model's answer (``INVALID_CONFIG``), per
+topic, as is whether a new partition count is larger than the current one
+(``INVALID_PARTITIONS``).
 """
 
 # wire() returns dataclasses.field(metadata=...), which ruff cannot see through
@@ -23,8 +29,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from raftlog.errors import ErrorCode
+from raftlog.types import NodeId
 from raftlog.wire.messages import (
     MESSAGE,
+    NODE,
     PARTITIONS_PER_TOPIC_MAX,
     TIMEOUT_MS,
     TOPICS_PER_REQUEST_MAX,
@@ -167,4 +175,37 @@ class AlterConfigsRequest(WireMessage):
 @dataclass(frozen=True, slots=True)
 class AlterConfigsResponse(WireMessage):
     API_KEY: ClassVar[ApiKey] = ApiKey.ALTER_CONFIGS
+    topics: tuple[TopicResult, ...] = topics_of(TopicResult)
+
+
+# ------------------------------------------------------------------ CREATE_PARTITIONS
+
+REPLICA_LIST = ListOf(NODE, REPLICATION_FACTOR_MAX, min_items=1, unique=lambda b: b)
+NEW_ASSIGNMENTS = ListOf(REPLICA_LIST, PARTITIONS_PER_TOPIC_MAX, min_items=1, budget="partitions")
+"""Replica lists of the new partitions; the ``partitions`` budget caps them per request."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewPartitions:
+    """Grow topic ``name`` to ``count`` partitions in all. ``assignments``, when given, lists
+    the replicas (preferred leader first) of each new partition, in partition order: exactly
+    ``count`` minus the current count lists, each as long as the topic's replication factor
+    (the metadata model checks both); None lets the cluster place them."""
+
+    name: str = wire(Topic())
+    count: int = wire(Int(1, PARTITIONS_PER_TOPIC_MAX))
+    assignments: tuple[tuple[NodeId, ...], ...] | None = wire(Opt(NEW_ASSIGNMENTS), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePartitionsRequest(WireMessage):
+    API_KEY: ClassVar[ApiKey] = ApiKey.CREATE_PARTITIONS
+    topics: tuple[NewPartitions, ...] = topics_of(NewPartitions)
+    timeout_ms: int = wire(TIMEOUT_MS, default=30_000)
+    validate_only: bool = wire(Bool(), default=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePartitionsResponse(WireMessage):
+    API_KEY: ClassVar[ApiKey] = ApiKey.CREATE_PARTITIONS
     topics: tuple[TopicResult, ...] = topics_of(TopicResult)

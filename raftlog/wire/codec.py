@@ -17,6 +17,8 @@ from raftlog.errors import ErrorCode
 from raftlog.wire.admin import (
     AlterConfigsRequest,
     AlterConfigsResponse,
+    CreatePartitionsRequest,
+    CreatePartitionsResponse,
     CreateTopicsRequest,
     CreateTopicsResponse,
     DeleteTopicsRequest,
@@ -33,6 +35,8 @@ from raftlog.wire.messages import (
     FetchResponse,
     HelloRequest,
     HelloResponse,
+    InitProducerIdRequest,
+    InitProducerIdResponse,
     ListOffsetsRequest,
     ListOffsetsResponse,
     MetadataRequest,
@@ -53,6 +57,8 @@ Request = (
     | DeleteTopicsRequest
     | DescribeConfigsRequest
     | AlterConfigsRequest
+    | CreatePartitionsRequest
+    | InitProducerIdRequest
     | RaftRequest
 )
 Response = (
@@ -61,10 +67,12 @@ Response = (
     | ProduceResponse
     | FetchResponse
     | ListOffsetsResponse
+    | InitProducerIdResponse
     | CreateTopicsResponse
     | DeleteTopicsResponse
     | DescribeConfigsResponse
     | AlterConfigsResponse
+    | CreatePartitionsResponse
     | ErrorResponse
 )
 
@@ -78,6 +86,8 @@ REQUEST_TYPES: dict[ApiKey, type[Any]] = {
     ApiKey.DELETE_TOPICS: DeleteTopicsRequest,
     ApiKey.DESCRIBE_CONFIGS: DescribeConfigsRequest,
     ApiKey.ALTER_CONFIGS: AlterConfigsRequest,
+    ApiKey.CREATE_PARTITIONS: CreatePartitionsRequest,
+    ApiKey.INIT_PRODUCER_ID: InitProducerIdRequest,
     ApiKey.RAFT: RaftRequest,
 }
 RESPONSE_TYPES: dict[ApiKey, type[Any]] = {
@@ -90,6 +100,8 @@ RESPONSE_TYPES: dict[ApiKey, type[Any]] = {
     ApiKey.DELETE_TOPICS: DeleteTopicsResponse,
     ApiKey.DESCRIBE_CONFIGS: DescribeConfigsResponse,
     ApiKey.ALTER_CONFIGS: AlterConfigsResponse,
+    ApiKey.CREATE_PARTITIONS: CreatePartitionsResponse,
+    ApiKey.INIT_PRODUCER_ID: InitProducerIdResponse,
     # RAFT is one way: no response type
 }
 _ERROR_KEY = "error"

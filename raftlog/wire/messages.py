@@ -2,25 +2,26 @@
 
 Every API, with its key (stable: it goes on the wire; never renumber one):
 
-====  ================  ===========================================================
-key   api               why it exists
-====  ================  ===========================================================
-0     HELLO             first frame on a connection: who is calling (client or peer
-                        broker), which protocol versions it speaks; the broker answers
-                        with its id and the cluster id
-1     METADATA          brokers, the metadata leader, topics and their partitions
-                        (leader, leader term, replicas, high watermark)
-2     PRODUCE           append record batches (acks 0/1/-1); ``acks=0`` gets no answer
-3     FETCH             read committed records from an offset; long-polls up to
-                        ``max_wait_ms`` until ``min_bytes`` are there
-4     LIST_OFFSETS      earliest (-2), latest (-1) or first offset at a timestamp
-5     CREATE_TOPICS     see ``raftlog.wire.admin``
-6     DELETE_TOPICS     see ``raftlog.wire.admin``
-7     DESCRIBE_CONFIGS  see ``raftlog.wire.admin``
-8     ALTER_CONFIGS     see ``raftlog.wire.admin``
-9     RAFT              broker to broker: partition-Raft messages of many groups in one
-                        frame, one way (see ``raftlog.wire.peer``)
-====  ================  ===========================================================
+====  =================  ===========================================================
+key   api                why it exists
+====  =================  ===========================================================
+0     HELLO              first frame on a connection: who is calling (client or peer
+                         broker), which protocol versions it speaks; the broker answers
+                         with its id and the cluster id
+1     METADATA           brokers, the metadata leader, topics and their partitions
+                         (leader, leader term, replicas, high watermark)
+2     PRODUCE            append record batches (acks 0/1/-1); ``acks=0`` gets no answer
+3     FETCH              read committed records from an offset; long-polls up to
+                         ``max_wait_ms`` until ``min_bytes`` are there
+4     LIST_OFFSETS       earliest (-2), latest (-1) or first offset at a timestamp
+5     CREATE_TOPICS      see ``raftlog.wire.admin``
+6     DELETE_TOPICS      see ``raftlog.wire.admin``
+7     DESCRIBE_CONFIGS   see ``raftlog.wire.admin``
+8     ALTER_CONFIGS      see ``raftlog.wire.admin``
+9     RAFT               broker to broker: partition-Raft messages of many groups in one
+                         frame, one way (see ``raftlog.wire.peer``)
+11    CREATE_PARTITIONS  see ``raftlog.wire.admin``
+====  =================  ===========================================================
 
 ``ErrorResponse(error, message)`` answers any request that could not be served at all
 (unknown API, a body that breaks its schema, a broker-wide failure). Results about one topic
@@ -81,6 +82,8 @@ class ApiKey(IntEnum):
     DESCRIBE_CONFIGS = 7
     ALTER_CONFIGS = 8
     RAFT = 9
+    INIT_PRODUCER_ID = 10
+    CREATE_PARTITIONS = 11
 
 
 # ------------------------------------------------------------------ limits and shared specs
@@ -452,6 +455,26 @@ class ListOffsetsTopicResult:
 class ListOffsetsResponse(WireMessage):
     API_KEY: ClassVar[ApiKey] = ApiKey.LIST_OFFSETS
     topics: tuple[ListOffsetsTopicResult, ...] = topics_of(ListOffsetsTopicResult)
+
+
+# ------------------------------------------------------------------ INIT_PRODUCER_ID
+
+
+@dataclass(frozen=True, slots=True)
+class InitProducerIdRequest(WireMessage):
+    """An idempotent producer asks for its id (no fields: ids are not tied to a name)."""
+
+    API_KEY: ClassVar[ApiKey] = ApiKey.INIT_PRODUCER_ID
+    timeout_ms: int = wire(Int(0, TIMEOUT_MS_MAX), default=30_000)
+
+
+@dataclass(frozen=True, slots=True)
+class InitProducerIdResponse(WireMessage):
+    """A failure (the metadata group unreachable) is answered with ``ErrorResponse``."""
+
+    API_KEY: ClassVar[ApiKey] = ApiKey.INIT_PRODUCER_ID
+    producer_id: int = wire(Int(0, INT64_MAX))
+    producer_epoch: int = wire(Int(0, 32767))
 
 
 # ------------------------------------------------------------------ shared by admin APIs

@@ -117,11 +117,13 @@ def test_leader_change_without_hint_refreshes_metadata() -> None:
         assert fake.call(fake.values, "t", 0) == [(0, b"a"), (1, b"b")]
 
 
-def test_a_timeout_is_an_unknown_outcome_and_is_not_resent() -> None:
+def test_without_idempotence_a_timeout_is_an_unknown_outcome_and_is_not_resent() -> None:
     with running_fake_cluster() as fake:
         fake.call(fake.create_topic, "t", 1)
         fake.swallow[ApiKey.PRODUCE] = 1  # appended, never answered
-        with Producer(fake.bootstrap, request_timeout_ms=200, delivery_timeout_ms=5000) as p:
+        with Producer(
+            fake.bootstrap, request_timeout_ms=200, delivery_timeout_ms=5000, idempotent=False
+        ) as p:
             future = p.send("t", b"x")
             with pytest.raises(UnknownOutcomeError) as info:
                 future.result(WAIT_S)
@@ -131,22 +133,67 @@ def test_a_timeout_is_an_unknown_outcome_and_is_not_resent() -> None:
         assert fake.call(fake.values, "t", 0) == [(0, b"x"), (1, b"y")]  # x once: not resent
 
 
-def test_a_lost_connection_during_produce_is_an_unknown_outcome() -> None:
+def test_without_idempotence_a_lost_connection_is_an_unknown_outcome() -> None:
     with running_fake_cluster() as fake:
         fake.call(fake.create_topic, "t", 1)
         fake.drop[ApiKey.PRODUCE] = 1
-        with Producer(fake.bootstrap, request_timeout_ms=2000) as producer:
+        with Producer(fake.bootstrap, request_timeout_ms=2000, idempotent=False) as producer:
             with pytest.raises(UnknownOutcomeError):
                 producer.send("t", b"x").result(WAIT_S)
             assert producer.send("t", b"y").result(WAIT_S).offset == 0  # reconnects
 
 
-def test_broker_timeout_code_is_an_unknown_outcome() -> None:
+def test_without_idempotence_a_broker_timeout_code_is_an_unknown_outcome() -> None:
     with running_fake_cluster() as fake:
         fake.call(fake.create_topic, "t", 1)
         fake.produce_errors.append(ErrorCode.REQUEST_TIMED_OUT)
-        with Producer(fake.bootstrap) as producer, pytest.raises(UnknownOutcomeError):
+        with (
+            Producer(fake.bootstrap, idempotent=False) as producer,
+            pytest.raises(UnknownOutcomeError),
+        ):
             producer.send("t", b"x").result(WAIT_S)
+
+
+def test_idempotent_resend_after_a_timeout_is_written_once() -> None:
+    with running_fake_cluster() as fake:
+        fake.call(fake.create_topic, "t", 1)
+        fake.swallow[ApiKey.PRODUCE] = 2  # x is appended, then its resend is a duplicate
+        with Producer(fake.bootstrap, request_timeout_ms=200, retry_backoff_ms=10) as p:
+            assert p.send("t", b"x").result(WAIT_S).offset == 0
+            assert p.send("t", b"y").result(WAIT_S).offset == 1
+        assert fake.call(fake.values, "t", 0) == [(0, b"x"), (1, b"y")]
+        assert len(produce_requests(fake)) == 4  # x three times, y once
+
+
+def test_idempotent_resend_after_a_lost_connection_or_timeout_code() -> None:
+    with running_fake_cluster() as fake:
+        fake.call(fake.create_topic, "t", 1)
+        fake.drop[ApiKey.PRODUCE] = 1
+        fake.produce_errors.append(ErrorCode.REQUEST_TIMED_OUT)
+        with Producer(fake.bootstrap, request_timeout_ms=2000, retry_backoff_ms=10) as p:
+            assert p.send("t", b"x").result(WAIT_S).offset == 0
+        assert fake.call(fake.values, "t", 0) == [(0, b"x")]
+
+
+def test_idempotent_never_answered_fails_as_unknown_outcome_at_the_delivery_timeout() -> None:
+    with running_fake_cluster() as fake:
+        fake.call(fake.create_topic, "t", 1)
+        fake.swallow[ApiKey.PRODUCE] = 1000
+        with Producer(
+            fake.bootstrap, request_timeout_ms=100, delivery_timeout_ms=600, retry_backoff_ms=10
+        ) as p:
+            with pytest.raises(UnknownOutcomeError) as info:
+                p.send("t", b"x").result(WAIT_S)
+            assert "may or may not have been written" in str(info.value)
+            fake.swallow[ApiKey.PRODUCE] = 0
+            # a new producer id: the next record is not stuck behind the unknown one
+            assert p.send("t", b"y").result(WAIT_S).offset == 1
+        assert fake.call(fake.values, "t", 0) == [(0, b"x"), (1, b"y")]
+
+
+def test_idempotence_needs_acks_all() -> None:
+    with pytest.raises(ValueError, match="acks='all'"):
+        Producer("127.0.0.1:1", acks=1, idempotent=True)
 
 
 def test_no_leader_until_the_delivery_timeout_fails_as_not_written() -> None:
@@ -253,3 +300,22 @@ def test_bad_settings_are_refused() -> None:
         Producer("127.0.0.1:9092", request_timeout_ms=1000, delivery_timeout_ms=500)
     with pytest.raises(ValueError, match="HOST:PORT"):
         Producer("localhost")
+
+
+def test_idempotent_pipelining_keeps_order_and_writes_once_through_errors() -> None:
+    with running_fake_cluster() as fake:
+        fake.call(fake.create_topic, "t", 1)
+        fake.delay_ms[ApiKey.PRODUCE] = 5
+        errors = [ErrorCode.NOT_LEADER, ErrorCode.REQUEST_TIMED_OUT, ErrorCode.UNKNOWN_OUTCOME]
+        with Producer(
+            fake.bootstrap, batch_bytes=300, linger_ms=0, retry_backoff_ms=5, max_in_flight=5
+        ) as p:
+            futures = []
+            for i in range(1500):
+                if i % 150 == 75:
+                    fake.produce_errors.append(errors[(i // 150) % 3])
+                futures.append(p.send("t", f"{i}".encode()))
+            offsets = [f.result(WAIT_S).offset for f in futures]
+        assert offsets == list(range(1500))
+        assert fake.call(fake.values, "t", 0) == [(i, f"{i}".encode()) for i in range(1500)]
+        assert fake.max_pipelined > 1, "batches of one partition were never pipelined"

@@ -534,6 +534,7 @@ def _valid_commands() -> dict[str, dict[str, Any]]:
         "expire_brokers": {"now_ms": 5, "timeout_ms": 1},
         "drain_broker": {"broker_id": 0, "draining": True},
         "remove_broker": {"broker_id": 2},
+        "allocate_producer_ids": {"broker_id": 0, "count": 1000},
         "create_topic": {
             "topic": "new",
             "partitions": 2,
@@ -769,3 +770,15 @@ def test_image_is_immutable_cached_and_shares_untouched_parts() -> None:
     assert after.topics["audit"] is not image.topics["audit"]
     assert image.topics["audit"].configs == {}  # the old image did not move
     assert after == MetadataModel.from_snapshot(c.model.to_snapshot()).image()
+
+
+def test_producer_id_blocks_never_overlap_and_survive_a_snapshot() -> None:
+    c = cluster(2)
+    a = c.apply("allocate_producer_ids", broker_id=0, count=1000)
+    b = c.apply("allocate_producer_ids", broker_id=1, count=10)
+    assert (a["first"], a["count"], b["first"]) == (0, 1000, 1000)
+    c.err(E.UNKNOWN_BROKER, "allocate_producer_ids", broker_id=9, count=5)
+    c.err(E.INVALID_REQUEST, "allocate_producer_ids", broker_id=0, count=0)
+    restored = MetadataModel.from_snapshot(c.model.to_snapshot())
+    r = restored.apply({"op": "allocate_producer_ids", "rid": "x", "broker_id": 0, "count": 1})
+    assert r["first"] == 1010

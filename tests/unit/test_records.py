@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import random
 import struct
+import tracemalloc
 import zlib
 
+import lz4.frame
 import pytest
+import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
@@ -27,11 +30,14 @@ from raftlog.storage.record_batch import (
 )
 from raftlog.storage.records import (
     COMPRESSION_GZIP,
+    COMPRESSION_LZ4,
     COMPRESSION_NONE,
+    COMPRESSION_ZSTD,
     ControlType,
     DecodedRecord,
     Record,
     build_batch,
+    compression_codec,
     control_batch,
     control_type,
     decode_batch,
@@ -40,6 +46,8 @@ from raftlog.storage.records import (
 
 NOW = 1_700_000_000_000
 MAX = 1 << 24
+CODECS = [COMPRESSION_NONE, COMPRESSION_GZIP, COMPRESSION_LZ4, COMPRESSION_ZSTD]
+COMPRESSED = [COMPRESSION_GZIP, COMPRESSION_LZ4, COMPRESSION_ZSTD]
 
 
 def zz(n: int) -> bytes:
@@ -109,10 +117,16 @@ ROUND_TRIPS: dict[str, list[Record]] = {
     "many records": [Record(b"%d" % i, b"v" * (i % 300)) for i in range(3000)],
     "explicit timestamps": [Record(None, b"", timestamp_ms=t) for t in (5, 3, 2**40, -1, 7)],
     "mixed timestamps": [Record(None, b"a", timestamp_ms=NOW - 10), Record(None, b"b")],
+    # 8 MiB: many lz4 (64 KiB) and zstd (128 KiB) blocks, several decompression steps
+    "big compressible": [Record(b"key-%06d" % i, b"%d" % i * 300) for i in range(4000)],
+    "incompressible": [Record(None, random.Random(2).randbytes(300_000))],
+    "mostly incompressible": [
+        Record(b"k", random.Random(i).randbytes(1000) + b"\x00" * 200) for i in range(300)
+    ],
 }
 
 
-@pytest.mark.parametrize("compression", [COMPRESSION_NONE, COMPRESSION_GZIP])
+@pytest.mark.parametrize("compression", CODECS)
 @pytest.mark.parametrize("name", list(ROUND_TRIPS))
 def test_round_trip(name: str, compression: int) -> None:
     records = ROUND_TRIPS[name]
@@ -129,15 +143,28 @@ def test_round_trip(name: str, compression: int) -> None:
     assert not h.is_control and not h.is_transactional and not h.log_append_time
 
 
-def test_gzip_compresses_when_it_helps_and_not_otherwise() -> None:
+@pytest.mark.parametrize("compression", COMPRESSED)
+def test_compresses_when_it_helps_and_not_otherwise(compression: int) -> None:
     compressible = [Record(b"key", b"a" * 1000) for _ in range(20)]
-    buf = build_batch(compressible, now_ms=NOW, compression=COMPRESSION_GZIP)
-    assert read_header(buf).compression == COMPRESSION_GZIP
+    buf = build_batch(compressible, now_ms=NOW, compression=compression)
+    assert read_header(buf).compression == compression
     assert len(buf) < 1000
     random_like = random.Random(1).randbytes(2000)  # incompressible
-    buf = build_batch([Record(None, random_like)], now_ms=NOW, compression=COMPRESSION_GZIP)
+    buf = build_batch([Record(None, random_like)], now_ms=NOW, compression=compression)
     assert read_header(buf).compression == COMPRESSION_NONE
+    assert buf == build_batch([Record(None, random_like)], now_ms=NOW)
     assert decode(buf)[0].value == random_like
+
+
+@pytest.mark.parametrize("compression", COMPRESSED)
+def test_the_cap_is_exact(compression: int) -> None:
+    records = ROUND_TRIPS["big compressible"]
+    area = len(build_batch(records, now_ms=NOW)) - 61  # the records area, uncompressed
+    buf = build_batch(records, now_ms=NOW, compression=compression)
+    assert len(buf) < area // 10
+    assert len(decode_batch(buf, max_bytes=MAX, max_uncompressed_bytes=area)[1]) == 4000
+    with pytest.raises(CorruptRecordError, match=f"decompress past {area - 1} bytes"):
+        decode_batch(buf, max_bytes=MAX, max_uncompressed_bytes=area - 1)
 
 
 def test_producer_fields_and_flags_are_written() -> None:
@@ -228,7 +255,7 @@ record_strategy = st.builds(
 @given(
     records=st.lists(record_strategy, min_size=1, max_size=40),
     base_offset=st.integers(min_value=0, max_value=2**62),
-    compression=st.sampled_from([COMPRESSION_NONE, COMPRESSION_GZIP]),
+    compression=st.sampled_from(CODECS),
 )
 def test_round_trip_property(records: list[Record], base_offset: int, compression: int) -> None:
     buf = build_batch(records, base_offset=base_offset, now_ms=NOW, compression=compression)
@@ -267,7 +294,7 @@ def kafka_python_batch(records: list[Record], compression: int) -> bytes:
     return bytes(builder.build())
 
 
-@pytest.mark.parametrize("compression", [COMPRESSION_NONE, COMPRESSION_GZIP])
+@pytest.mark.parametrize("compression", CODECS)
 def test_kafka_python_reads_our_batches(compression: int) -> None:
     buf = build_batch(COMPAT_RECORDS, now_ms=NOW, compression=compression)
     theirs = DefaultRecordBatch(buf)
@@ -282,7 +309,7 @@ def test_kafka_python_reads_our_batches(compression: int) -> None:
         assert list(a.headers) == b.headers
 
 
-@pytest.mark.parametrize("compression", [COMPRESSION_NONE, COMPRESSION_GZIP])
+@pytest.mark.parametrize("compression", CODECS)
 def test_we_read_kafka_python_batches(compression: int) -> None:
     buf = kafka_python_batch(COMPAT_RECORDS, compression)
     h, ours = decode_batch(buf, max_bytes=MAX)
@@ -294,8 +321,21 @@ def test_we_read_kafka_python_batches(compression: int) -> None:
         assert list(a.headers) == b.headers
 
 
-def test_uncompressed_bytes_are_identical_to_kafka_python() -> None:
-    assert build_batch(COMPAT_RECORDS, now_ms=NOW) == kafka_python_batch(COMPAT_RECORDS, 0)
+@pytest.mark.parametrize("compression", [COMPRESSION_NONE, COMPRESSION_LZ4, COMPRESSION_ZSTD])
+def test_bytes_are_identical_to_kafka_python(compression: int) -> None:
+    """Same library calls as kafka-python for lz4 and zstd (its gzip sets a header mtime)."""
+    ours = build_batch(COMPAT_RECORDS, now_ms=NOW, compression=compression)
+    assert ours == kafka_python_batch(COMPAT_RECORDS, compression)
+
+
+def test_lz4_blocks_are_independent_as_kafka_requires() -> None:
+    """Kafka's Java reader (KafkaLZ4BlockInputStream) rejects frames with linked blocks."""
+    buf = build_batch(COMPAT_RECORDS, now_ms=NOW, compression=COMPRESSION_LZ4)
+    frame = buf[61:]
+    assert frame[:4] == b"\x04\x22\x4d\x18"  # the LZ4 frame magic
+    flg = frame[4]
+    assert flg >> 6 == 1 and flg & 0x20  # version 01, block independence
+    assert not flg & 0x01  # no dictionary id (Kafka's FLG calls that bit reserved)
 
 
 @pytest.mark.parametrize(
@@ -318,6 +358,64 @@ def test_control_batch(kind: ControlType, transactional: bool) -> None:
 def test_control_type_rejects_a_short_key() -> None:
     with pytest.raises(CorruptRecordError, match="short key"):
         control_type(DecodedRecord(0, 0, b"\x00", None, ()))
+
+
+# -- frames as other producers write them -------------------------------------------------------
+
+
+def records_area(count: int) -> bytes:
+    """The uncompressed records area of ``count`` records with offset deltas 0..count-1."""
+    return b"".join(raw_record(offset_delta=i, value=b"value %d " % i * 20) for i in range(count))
+
+
+def zstd_streamed(data: bytes, level: int = 3) -> bytes:
+    """A zstd frame without the content size, as Java's ZstdOutputStream writes it."""
+    c = zstandard.ZstdCompressor(level=level, write_content_size=False, write_checksum=True)
+    co = c.compressobj()
+    return co.compress(data) + co.flush()
+
+
+def lz4_java_like(data: bytes) -> bytes:
+    """As KafkaLZ4BlockOutputStream writes: no content size, independent 64 KiB blocks."""
+    return lz4.frame.compress(
+        data, block_linked=False, store_size=False, compression_level=9, block_checksum=True
+    )
+
+
+FOREIGN_FRAMES = {
+    "zstd without content size": (COMPRESSION_ZSTD, zstd_streamed),
+    "zstd level 19, checksum": (COMPRESSION_ZSTD, lambda d: zstd_streamed(d, 19)),
+    "zstd two frames": (
+        COMPRESSION_ZSTD,
+        lambda d: zstandard.ZstdCompressor().compress(d[:1000]) + zstd_streamed(d[1000:]),
+    ),
+    "zstd skippable frame first": (
+        COMPRESSION_ZSTD,
+        lambda d: struct.pack("<II", 0x184D2A53, 3) + b"abc" + zstd_streamed(d),
+    ),
+    "lz4 as Kafka's Java client": (COMPRESSION_LZ4, lz4_java_like),
+    "lz4 with content checksum": (
+        COMPRESSION_LZ4,
+        lambda d: lz4.frame.compress(d, block_linked=False, content_checksum=True),
+    ),
+    "lz4 two frames": (
+        COMPRESSION_LZ4,
+        lambda d: lz4.frame.compress(d[:1000]) + lz4_java_like(d[1000:]),
+    ),
+    "lz4 1 MiB blocks": (
+        COMPRESSION_LZ4,
+        lambda d: lz4.frame.compress(d, block_size=lz4.frame.BLOCKSIZE_MAX1MB),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FOREIGN_FRAMES))
+def test_frames_as_other_producers_write_them_decode(name: str) -> None:
+    codec, compress = FOREIGN_FRAMES[name]
+    area = records_area(3000)
+    out = decode(wrap(compress(area), 3000, attributes=codec))
+    assert [r.offset for r in out] == list(range(100, 3100))
+    assert out[2999].value == b"value 2999 " * 20
 
 
 # -- malformed input ----------------------------------------------------------------------------
@@ -462,6 +560,120 @@ def test_malformed_gzip_is_corrupt(payload: bytes, message: str) -> None:
         decode_batch(buf, max_bytes=MAX, max_uncompressed_bytes=50_000)
 
 
+def lz4_bytes(data: bytes, **kwargs: object) -> bytes:
+    out: bytes = lz4.frame.compress(data, block_linked=False, **kwargs)
+    return out
+
+
+def zstd_bytes(data: bytes) -> bytes:
+    return zstandard.ZstdCompressor().compress(data)
+
+
+ZEROS = b"\x00" * 3_000_000  # the bombs: lz4 ~12 KiB, zstd ~100 bytes
+
+MALFORMED_COMPRESSED: dict[str, tuple[int, bytes, str]] = {
+    # name: (codec, records area, expected message fragment)
+    "lz4 garbage": (COMPRESSION_LZ4, b"not lz4 at all", "bad lz4"),
+    "lz4 empty": (COMPRESSION_LZ4, b"", "truncated lz4"),
+    "lz4 end mark cut": (COMPRESSION_LZ4, lz4_bytes(GOOD)[:-1], "truncated lz4"),
+    "lz4 header cut": (COMPRESSION_LZ4, lz4_bytes(GOOD)[:9], "truncated lz4"),
+    "lz4 block cut": (COMPRESSION_LZ4, lz4_bytes(records_area(150))[:-300], "truncated lz4"),
+    "lz4 trailing garbage": (COMPRESSION_LZ4, lz4_bytes(GOOD) + b"garbage", "bad lz4"),
+    "lz4 linked blocks cut": (
+        COMPRESSION_LZ4,
+        lz4.frame.compress(records_area(150), block_linked=True)[:-100],
+        "truncated lz4",
+    ),
+    "lz4 content checksum wrong": (
+        COMPRESSION_LZ4,
+        lz4_bytes(GOOD, content_checksum=True)[:-1] + b"\x00",
+        "bad lz4",
+    ),
+    "lz4 content size wrong": (
+        COMPRESSION_LZ4,
+        (lambda f: f[:6] + struct.pack("<Q", len(GOOD) + 1) + f[14:])(lz4_bytes(GOOD)),
+        "bad lz4",  # the header checksum no longer matches
+    ),
+    "lz4 bytes after the last record": (COMPRESSION_LZ4, lz4_bytes(GOOD + b"\x00"), "after the"),
+    "lz4 bomb": (COMPRESSION_LZ4, lz4_bytes(ZEROS), "lz4 records decompress past 50000 bytes"),
+    "lz4 bomb, no size": (
+        COMPRESSION_LZ4,
+        lz4_bytes(ZEROS, store_size=False),
+        "lz4 records decompress past 50000 bytes",
+    ),
+    "lz4 bomb in a second frame": (
+        COMPRESSION_LZ4,
+        lz4_bytes(GOOD) + lz4_bytes(b"\x00" * 50_000, store_size=False),
+        "lz4 records decompress past 50000 bytes",
+    ),
+    "zstd garbage": (COMPRESSION_ZSTD, b"not zstd at all", "bad zstd"),
+    "zstd empty": (COMPRESSION_ZSTD, b"", "truncated zstd"),
+    "zstd last byte cut": (COMPRESSION_ZSTD, zstd_bytes(GOOD)[:-1], "truncated zstd"),
+    "zstd header cut": (COMPRESSION_ZSTD, zstd_bytes(GOOD)[:5], "truncated zstd"),
+    "zstd streamed, checksum cut": (
+        COMPRESSION_ZSTD,
+        zstd_streamed(records_area(150))[:-2],
+        "truncated zstd",
+    ),
+    "zstd block cut": (COMPRESSION_ZSTD, zstd_bytes(records_area(150))[:-40], "truncated zstd"),
+    "zstd trailing garbage": (COMPRESSION_ZSTD, zstd_bytes(GOOD) + b"garbage", "bad zstd"),
+    "zstd trailing zeros": (COMPRESSION_ZSTD, zstd_bytes(GOOD) + bytes(8), "bad zstd"),
+    "zstd checksum wrong": (
+        COMPRESSION_ZSTD,
+        zstd_streamed(records_area(50))[:-1] + b"\x00",
+        "bad zstd",
+    ),
+    "zstd reserved block type": (
+        COMPRESSION_ZSTD,
+        (lambda f: f[:6] + bytes([f[6] | 0x06]) + f[7:])(zstd_bytes(GOOD)),
+        "bad zstd records: reserved block type",
+    ),
+    "zstd bytes after the last record": (COMPRESSION_ZSTD, zstd_bytes(GOOD + b"\x00"), "after"),
+    "zstd bomb": (COMPRESSION_ZSTD, zstd_bytes(ZEROS), "zstd records decompress past 50000 bytes"),
+    "zstd bomb, no size": (
+        COMPRESSION_ZSTD,
+        zstd_streamed(ZEROS),
+        "zstd records decompress past 50000 bytes",
+    ),
+    "zstd bomb in a second frame": (
+        COMPRESSION_ZSTD,
+        zstd_bytes(GOOD) + zstd_streamed(b"\x00" * 50_000),
+        "zstd records decompress past 50000 bytes",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED_COMPRESSED))
+def test_malformed_lz4_and_zstd_are_corrupt(name: str) -> None:
+    codec, payload, message = MALFORMED_COMPRESSED[name]
+    buf = wrap(payload, 1, attributes=codec)
+    with pytest.raises(CorruptRecordError, match=message):
+        decode_batch(buf, max_bytes=MAX, max_uncompressed_bytes=50_000)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        wrap(gzip_bytes(ZEROS * 10), 1, attributes=COMPRESSION_GZIP),
+        wrap(lz4_bytes(ZEROS * 10, store_size=False), 1, attributes=COMPRESSION_LZ4),
+        wrap(zstd_streamed(ZEROS * 10), 1, attributes=COMPRESSION_ZSTD),
+    ],
+    ids=["gzip", "lz4", "zstd"],
+)
+def test_a_bomb_allocates_about_the_cap_not_its_size(payload: bytes) -> None:
+    """30 MB of zeros with no size in the header, against a 1 MB cap: the Python-visible
+    allocations (tracemalloc sees PyMem and bytes, not zstd's window) stay near the cap."""
+    cap = 1_000_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptRecordError, match="decompress past"):
+            decode_batch(payload, max_bytes=MAX, max_uncompressed_bytes=cap)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * cap
+
+
 def test_concatenated_gzip_members_decode() -> None:
     second = raw_record(offset_delta=1, value=b"second")
     buf = wrap(gzip_bytes(GOOD) + gzip_bytes(second), 2, attributes=COMPRESSION_GZIP)
@@ -492,6 +704,14 @@ def test_random_corruption_fails_the_crc_or_changes_only_uncovered_fields(
     assert [r.offset for r in out] == [h.base_offset, h.base_offset + 1]
 
 
+COMPRESS = {
+    COMPRESSION_NONE: bytes,
+    COMPRESSION_GZIP: gzip_bytes,
+    COMPRESSION_LZ4: lz4_bytes,
+    COMPRESSION_ZSTD: zstd_bytes,
+}
+
+
 @settings(max_examples=500, deadline=None)
 @given(
     records=st.binary(max_size=120)
@@ -500,20 +720,18 @@ def test_random_corruption_fails_the_crc_or_changes_only_uncovered_fields(
     ),
     count=st.integers(0, 20),
     last_offset_delta=st.integers(0, 40),
-    gzip=st.booleans(),
+    codec=st.sampled_from(CODECS),
 )
 def test_records_behind_a_valid_crc_decode_or_are_corrupt(
-    records: bytes, count: int, last_offset_delta: int, gzip: bool
+    records: bytes, count: int, last_offset_delta: int, codec: int
 ) -> None:
     """The record decoder's own bounds, with the CRC out of the way: any records area either
     decodes consistently or raises CorruptRecordError, never another exception."""
-    if gzip:
-        records = gzip_bytes(records)
     buf = wrap(
-        records,
+        COMPRESS[codec](records),
         count,
         last_offset_delta=max(last_offset_delta, count - 1),
-        attributes=COMPRESSION_GZIP if gzip else 0,
+        attributes=codec,
     )
     try:
         h, out = decode_batch(buf, max_bytes=MAX)
@@ -532,3 +750,81 @@ def test_mutated_valid_records_behind_a_valid_crc_decode_or_are_corrupt() -> Non
             mutated = records[:p] + bytes([value]) + records[p + 1 :]
             with contextlib.suppress(CorruptRecordError):
                 decode(wrap(mutated, 2))
+
+
+FRAMES = {
+    COMPRESSION_GZIP: gzip_bytes(records_area(40)),
+    COMPRESSION_LZ4: lz4_bytes(records_area(40), content_checksum=True),
+    COMPRESSION_LZ4 | 8: lz4_java_like(records_area(40)),  # bit 3 only tells the frames apart
+    COMPRESSION_ZSTD: zstd_bytes(records_area(40)),
+    COMPRESSION_ZSTD | 8: zstd_streamed(records_area(40)),
+}
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    kind=st.sampled_from(list(FRAMES)),
+    flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=3),
+    cut=st.none() | st.integers(0, 10**6),
+    tail=st.binary(max_size=12),
+)
+def test_damaged_compressed_records_decode_or_are_corrupt(
+    kind: int, flips: list[tuple[int, int]], cut: int | None, tail: bytes
+) -> None:
+    """Real frames with flipped bytes, cut short or with bytes appended, behind a valid CRC:
+    decoding succeeds or raises CorruptRecordError, never the libraries' own errors."""
+    frame = bytearray(FRAMES[kind])
+    for p, x in flips:
+        frame[p % len(frame)] ^= x
+    if cut is not None:
+        del frame[cut % (len(frame) + 1) :]
+    buf = wrap(bytes(frame) + tail, 40, attributes=kind & 7)
+    try:
+        h, out = decode_batch(buf, max_bytes=MAX, max_uncompressed_bytes=100_000)
+    except CorruptRecordError:
+        return
+    assert len(out) == h.record_count == 40
+
+
+# -- compression names --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [
+        ("none", COMPRESSION_NONE),
+        ("gzip", COMPRESSION_GZIP),
+        ("lz4", COMPRESSION_LZ4),
+        ("zstd", COMPRESSION_ZSTD),
+        ("GZIP", COMPRESSION_GZIP),
+        ("Lz4", COMPRESSION_LZ4),
+        ("ZStd", COMPRESSION_ZSTD),
+        ("None", COMPRESSION_NONE),
+    ],
+)
+def test_compression_codec_by_name(name: str, codec: int) -> None:
+    assert compression_codec(name) == codec
+    assert (COMPRESSION_LZ4, COMPRESSION_ZSTD) == (3, 4)  # Kafka's numbers
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("snappy", "compression 'snappy' is not supported: use one of none, gzip, lz4, zstd"),
+        ("Snappy", "'Snappy' is not supported"),
+        ("brotli", "unknown compression 'brotli': use one of none, gzip, lz4, zstd"),
+        ("", "unknown compression ''"),
+        (" gzip", "unknown compression ' gzip'"),
+        ("lz4hc", "unknown compression"),
+        ("unknown", "unknown compression"),
+    ],
+)
+def test_compression_codec_rejects_other_names(name: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        compression_codec(name)
+
+
+@pytest.mark.parametrize("codec", [5, 6, 7])
+def test_unknown_codec_numbers_are_corrupt(codec: int) -> None:
+    with pytest.raises(CorruptRecordError, match=rf"unsupported compression unknown \({codec}\)"):
+        decode(wrap(GOOD, 1, attributes=codec))

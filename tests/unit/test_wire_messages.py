@@ -24,6 +24,8 @@ from raftlog.wire import (
     ApiKey,
     BadFrame,
     BadRequest,
+    CreatePartitionsRequest,
+    CreatePartitionsResponse,
     ErrorResponse,
     FetchPartitionResult,
     FetchResponse,
@@ -31,6 +33,7 @@ from raftlog.wire import (
     Frame,
     HelloRequest,
     MetadataRequest,
+    NewPartitions,
     ProducePartition,
     ProduceRequest,
     ProduceTopic,
@@ -445,3 +448,76 @@ def test_the_package_exports_every_message_and_nothing_missing() -> None:
     exported = [getattr(wire_package, n) for n in wire_package.__all__]
     for cls in [*REQUEST_TYPES.values(), *RESPONSE_TYPES.values(), ErrorResponse]:
         assert any(cls is e for e in exported), cls
+
+
+# ------------------------------------------------------------------ CREATE_PARTITIONS
+
+
+def _create_partitions_body(topics: int, lists: int, width: int = 1) -> dict[str, Any]:
+    return {
+        "topics": [
+            {"name": f"t{i}", "count": lists + 1, "assignments": [list(range(width))] * lists}
+            for i in range(topics)
+        ],
+        "timeout_ms": 1000,
+        "validate_only": False,
+    }
+
+
+def test_create_partitions_is_api_11_and_round_trips_without_assignments() -> None:
+    assert int(ApiKey.CREATE_PARTITIONS) == 11
+    assert REQUEST_TYPES[ApiKey.CREATE_PARTITIONS] is CreatePartitionsRequest
+    assert RESPONSE_TYPES[ApiKey.CREATE_PARTITIONS] is CreatePartitionsResponse
+    msg = CreatePartitionsRequest((NewPartitions("orders", 5),))
+    frame = one_frame(encode(msg))
+    assert frame.api_key == 11
+    assert "assignments" not in frame.body["topics"][0]  # None is left out
+    back = decode(frame)
+    assert back == msg
+    assert isinstance(back, CreatePartitionsRequest)
+    assert (back.timeout_ms, back.validate_only) == (30_000, False)
+
+
+def test_create_partitions_assignments_share_the_partitions_budget_across_topics() -> None:
+    # 5,000 replica lists in one topic are fine; 2 x 5,001 pass the 10,000 per request
+    CreatePartitionsRequest.from_body(_create_partitions_body(1, 5_000))
+    with pytest.raises(BadRequest, match="more than 10000 partitions"):
+        CreatePartitionsRequest.from_body(_create_partitions_body(2, 5_001))
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda t: t.update(count=0), "count"),
+        (lambda t: t.update(count=10_001), "count"),
+        (lambda t: t.update(count=2**64), "count"),
+        (lambda t: t.update(assignments=[]), "assignments"),
+        (lambda t: t.update(assignments=[[]]), "assignments[0]"),
+        (lambda t: t.update(assignments=[list(range(17))]), "assignments[0]"),
+        (lambda t: t.update(assignments=[[1, 1]]), "assignments[0]"),
+        (lambda t: t.update(assignments=[[-1]]), "assignments[0][0]"),
+        (lambda t: t.update(assignments=[[2**31]]), "assignments[0][0]"),
+        (lambda t: t.update(assignments=[["1"]]), "assignments[0][0]"),
+        (lambda t: t.update(assignments=[[1]] * 10_001), "assignments"),
+        (lambda t: t.update(assignments={"0": [1]}), "assignments"),
+    ],
+)
+def test_hostile_create_partitions_bodies_are_rejected(change: Any, where: str) -> None:
+    body = _create_partitions_body(1, 1)
+    change(body["topics"][0])
+    with pytest.raises(BadRequest) as info:
+        CreatePartitionsRequest.from_body(body)
+    assert info.value.code == ErrorCode.INVALID_REQUEST
+    assert f"topics[0].{where}:" in info.value.message
+
+
+def test_create_partitions_request_caps_topics_and_repeats() -> None:
+    body = _create_partitions_body(1, 1)
+    body["topics"] = body["topics"] * 2  # the same topic twice
+    with pytest.raises(BadRequest, match="more than once"):
+        CreatePartitionsRequest.from_body(body)
+    body["topics"] = []
+    with pytest.raises(BadRequest, match="topics"):
+        CreatePartitionsRequest.from_body(body)
+    with pytest.raises(ValueError, match="count"):
+        encode_request(CreatePartitionsRequest((NewPartitions("t", 0),)), 1)
