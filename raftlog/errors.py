@@ -44,6 +44,11 @@ class ErrorCode(IntEnum):
     OFFSET_METADATA_TOO_LARGE = 27
     OUT_OF_ORDER_SEQUENCE = 28
     INVALID_PRODUCER_EPOCH = 29
+    NOT_COORDINATOR = 30
+    COORDINATOR_NOT_AVAILABLE = 31
+    REBALANCE_IN_PROGRESS = 32
+    FENCED_INSTANCE_ID = 33
+    INCONSISTENT_GROUP_PROTOCOL = 34
 
 
 RETRIABLE_CODES = frozenset(
@@ -55,6 +60,9 @@ RETRIABLE_CODES = frozenset(
         ErrorCode.KAFKA_STORAGE_ERROR,
         # fewer live, non-draining brokers than replicas asked: may pass once brokers return
         ErrorCode.BROKER_NOT_AVAILABLE,
+        # the group coordinator moved or is electing: find it again and retry
+        ErrorCode.NOT_COORDINATOR,
+        ErrorCode.COORDINATOR_NOT_AVAILABLE,
     }
 )
 

@@ -70,6 +70,7 @@ from raftlog.wire import (
     TopicResult,
     partition_group,
 )
+from raftlog.wire import groups as G
 from tests.storage_helpers import make_batch
 
 BATCH_A = make_batch(1, payload_bytes=10)
@@ -349,6 +350,85 @@ def samples() -> list[tuple[str, object]]:
         ),
         ("init_producer_id", InitProducerIdRequest(timeout_ms=5000)),
         ("init_producer_id_resp", InitProducerIdResponse(producer_id=12345, producer_epoch=0)),
+        ("find_coordinator", G.FindCoordinatorRequest("billing")),
+        ("find_coordinator_resp", G.FindCoordinatorResponse(NodeId(2), "127.0.0.1", 9092)),
+        (
+            "join_group",
+            G.JoinGroupRequest("billing", ("orders",), "", "i-1", "app", 10_000, 30_000),
+        ),
+        (
+            "join_group_resp",
+            G.JoinGroupResponse(
+                3, "app-1", "app-1", "custom", (G.GroupMemberInfo("app-1", "i-1", ("orders",)),)
+            ),
+        ),
+        (
+            "sync_group",
+            G.SyncGroupRequest(
+                "billing",
+                3,
+                "app-1",
+                (G.MemberAssignment("app-1", (G.TopicPartitions("orders", (0, 2)),)),),
+            ),
+        ),
+        ("sync_group_resp", G.SyncGroupResponse((G.TopicPartitions("orders", (1, 3)),))),
+        ("heartbeat", G.HeartbeatRequest("billing", 3, "app-1")),
+        ("heartbeat_resp", G.HeartbeatResponse()),
+        ("leave_group", G.LeaveGroupRequest("billing", "app-1")),
+        ("leave_group_resp", G.LeaveGroupResponse()),
+        (
+            "offset_commit",
+            G.OffsetCommitRequest(
+                "billing",
+                (G.CommitTopic("orders", (G.CommitPartition(0, 42, "m"),)),),
+                3,
+                "app-1",
+            ),
+        ),
+        (
+            "offset_commit_resp",
+            G.OffsetCommitResponse(
+                (
+                    G.CommitTopicResult(
+                        "orders", (G.PartitionResult(0), G.PartitionResult(1, ErrorCode.NOT_OWNER))
+                    ),
+                )
+            ),
+        ),
+        ("offset_fetch", G.OffsetFetchRequest("billing", (G.TopicPartitions("orders", (0,)),))),
+        (
+            "offset_fetch_resp",
+            G.OffsetFetchResponse(
+                (G.FetchedTopic("orders", (G.FetchedOffset(0, 42, "m"), G.FetchedOffset(1, -1))),)
+            ),
+        ),
+        ("list_groups", G.ListGroupsRequest()),
+        ("list_groups_resp", G.ListGroupsResponse((G.GroupListing("billing", "Stable", 2),))),
+        ("describe_groups", G.DescribeGroupsRequest(("billing",))),
+        (
+            "describe_groups_resp",
+            G.DescribeGroupsResponse(
+                (
+                    G.GroupDescription(
+                        "billing",
+                        "Stable",
+                        3,
+                        "sticky",
+                        "app-1",
+                        (
+                            G.MemberDescription(
+                                "app-1", None, "app", "", (G.TopicPartitions("orders", (0,)),)
+                            ),
+                        ),
+                    ),
+                )
+            ),
+        ),
+        ("delete_groups", G.DeleteGroupsRequest(("billing",))),
+        (
+            "delete_groups_resp",
+            G.DeleteGroupsResponse((G.GroupResult("billing", ErrorCode.NON_EMPTY_GROUP, "busy"),)),
+        ),
         ("raft", RaftRequest(raft_messages())),
         ("error_resp", ErrorResponse(ErrorCode.INVALID_REQUEST, "bad FETCH request: ...")),
     ]

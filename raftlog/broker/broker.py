@@ -25,6 +25,7 @@ from typing import Any
 import trio
 
 from raftlog.broker.admin_http import AdminHttp
+from raftlog.broker.coordinator import Coordinator
 from raftlog.broker.handlers import Handlers
 from raftlog.broker.server import Server
 from raftlog.config import BrokerConfig
@@ -146,6 +147,14 @@ class Broker:
             lambda: int(time.time() * 1000),
             metadata_ready=self.metadata_ready,
         )
+        coordinator = Coordinator(
+            cfg.node_id,
+            self.bridge,
+            lambda: self.metadata_leader() == cfg.node_id,
+            lambda: int(time.time() * 1000),
+        )
+        handlers.coordinator = coordinator
+        self.coordinator = coordinator
         server = Server(cfg.node_id, self.cluster_id, handlers, transport)
         host, port = cfg.listen_address
         async with trio.open_nursery() as nursery:
@@ -153,6 +162,7 @@ class Broker:
             nursery.start_soon(flusher.run)
             nursery.start_soon(transport.run)
             nursery.start_soon(self.bridge.run_commit_folder)
+            nursery.start_soon(coordinator.run)
             await nursery.start(replicas.run)
             nursery.start_soon(replicas.retention_loop, cfg.retention_check_ms / 1000)
             listeners = await trio.open_tcp_listeners(port, host=host)

@@ -16,7 +16,7 @@ the request goes on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -54,6 +54,8 @@ from raftlog.wire import (
     FetchRequest,
     FetchResponse,
     FetchTopicResult,
+    FindCoordinatorRequest,
+    FindCoordinatorResponse,
     InitProducerIdRequest,
     InitProducerIdResponse,
     ListOffsetsPartitionResult,
@@ -97,6 +99,7 @@ class Handlers:
         self.metadata_leader = metadata_leader
         self.clock_ms = clock_ms
         self.metadata_ready = metadata_ready
+        self.coordinator: Any = None  # the group coordinator (set by the broker)
         self._producer_ids: list[int] = []  # this broker's unused block, next id last
         self._producer_ids_lock = trio.Lock()
 
@@ -233,6 +236,34 @@ class Handlers:
         return ProducePartitionResult(
             pid, base_offset=Offset(base), log_start_offset=Offset(replica.log.log_start_offset())
         )
+
+    # ------------------------------------------------------------------ groups
+
+    async def find_coordinator(
+        self, req: FindCoordinatorRequest
+    ) -> FindCoordinatorResponse | ErrorResponse:
+        """The group coordinator is the metadata leader's broker."""
+        leader = self.metadata_leader()
+        b = None if leader is None else self.bridge.image().brokers.get(leader)
+        if b is None:
+            return ErrorResponse(
+                ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                "the cluster is electing a metadata leader (the group coordinator); retry",
+            )
+        host, _, port = b.client_address.rpartition(":")
+        return FindCoordinatorResponse(NodeId(b.broker_id), host, int(port))
+
+    @staticmethod
+    def group_api(fn: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+        """A coordinator method as a handler: a refusal is an ``ErrorResponse``."""
+
+        async def call(req: Any) -> Any:
+            try:
+                return await fn(req)
+            except RaftlogError as e:
+                return ErrorResponse(e.code, e.message)
+
+        return call
 
     # ------------------------------------------------------------------ INIT_PRODUCER_ID
 

@@ -30,19 +30,29 @@ from raftlog.wire import (
     BadRequest,
     CreatePartitionsRequest,
     CreateTopicsRequest,
+    DeleteGroupsRequest,
     DeleteTopicsRequest,
     DescribeConfigsRequest,
+    DescribeGroupsRequest,
     ErrorResponse,
     FetchRequest,
+    FindCoordinatorRequest,
     Frame,
     FrameDecoder,
     FrameTooLarge,
+    HeartbeatRequest,
     HelloRequest,
     HelloResponse,
     InitProducerIdRequest,
+    JoinGroupRequest,
+    LeaveGroupRequest,
+    ListGroupsRequest,
     ListOffsetsRequest,
     MetadataRequest,
+    OffsetCommitRequest,
+    OffsetFetchRequest,
     ProduceRequest,
+    SyncGroupRequest,
     decode,
     encode_response,
     error_frame,
@@ -80,7 +90,24 @@ class Server:
             AlterConfigsRequest: handlers.alter_configs,
             CreatePartitionsRequest: handlers.create_partitions,
             InitProducerIdRequest: handlers.init_producer_id,
+            FindCoordinatorRequest: handlers.find_coordinator,
         }
+        coordinator = getattr(handlers, "coordinator", None)
+        if coordinator is not None:
+            api = handlers.group_api
+            self.dispatch.update(
+                {
+                    JoinGroupRequest: api(coordinator.join),
+                    SyncGroupRequest: api(coordinator.sync),
+                    HeartbeatRequest: api(coordinator.heartbeat),
+                    LeaveGroupRequest: api(coordinator.leave),
+                    OffsetCommitRequest: api(coordinator.commit),
+                    OffsetFetchRequest: api(coordinator.fetch_offsets),
+                    ListGroupsRequest: api(coordinator.list_groups),
+                    DescribeGroupsRequest: api(coordinator.describe_groups),
+                    DeleteGroupsRequest: api(coordinator.delete_groups),
+                }
+            )
         self.connections = 0
 
     async def handle_connection(self, stream: trio.SocketStream) -> None:
@@ -161,9 +188,12 @@ class Server:
                     api_key=frame.api_key,
                 )
             response = await handler(request)
-            slot.pieces = (
-                None if response is None else encode_response(response, frame.correlation_id)
-            )
+            if response is None:
+                slot.pieces = None
+            elif isinstance(response, ErrorResponse):  # a handler's refusal of the request
+                slot.pieces = encode_response(response, frame.correlation_id, frame.api_key)
+            else:
+                slot.pieces = encode_response(response, frame.correlation_id)
         except BadRequest as e:
             slot.pieces = error_frame(e)
         except Exception as e:  # never a traceback to the client; once in our log

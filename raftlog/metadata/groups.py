@@ -7,7 +7,8 @@ outcome here with ``group_put``; this module only stores and fences. State layou
     state["groups"]:  group id -> {"generation": int, "protocol_type": str, "protocol": str,
                                    "leader": member id or "", "state": one of GROUP_STATES,
                                    "members": {member id: {"client_id", "host",
-                                               "instance_id", "subscription": [topics]}},
+                                               "instance_id", "subscription": [topics],
+                                               "session_timeout_ms"}},
                                    "assignment": {member id: {topic: [partitions]}}}
     state["offsets"]: group id -> {topic: {partition: {"offset", "metadata", "commit_ms"}}}
 
@@ -61,7 +62,11 @@ COMMITS_PER_BATCH_MAX = 10_000
 OFFSETS_PER_BATCH_MAX = 100_000
 OFFSET_METADATA_CHARS_MAX = 4096
 """Kafka's offset.metadata.max.bytes default."""
-_MEMBER_FIELDS = frozenset({"client_id", "host", "instance_id", "subscription"})
+_MEMBER_FIELDS = frozenset(
+    {"client_id", "host", "instance_id", "subscription", "session_timeout_ms"}
+)
+SESSION_TIMEOUT_MS_DEFAULT = 10_000
+SESSION_TIMEOUT_MS_MAX = 30 * 60 * 1000
 
 
 def _group_id(cmd: Command) -> str:
@@ -95,6 +100,12 @@ def _member(member_id: Any, value: Any) -> dict[str, Any]:
         if instance_id is None
         else str_of(instance_id, f"{what} instance_id", NAME_CHARS_MAX),
         "subscription": sorted({topic_name(t, f"{what} subscription") for t in subscription}),
+        "session_timeout_ms": int_in(
+            entry.get("session_timeout_ms", SESSION_TIMEOUT_MS_DEFAULT),
+            f"{what} session_timeout_ms",
+            1,
+            SESSION_TIMEOUT_MS_MAX,
+        ),
     }
 
 

@@ -73,6 +73,7 @@ class MemberImage:
     instance_id: str | None
     subscription: tuple[str, ...]
     assignment: Mapping[str, tuple[int, ...]]
+    session_timeout_ms: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +196,7 @@ def group_image(group_id: str, g: Mapping[str, Any]) -> GroupImage:
                     host=members[m]["host"],
                     instance_id=members[m]["instance_id"],
                     subscription=tuple(members[m]["subscription"]),
+                    session_timeout_ms=members[m].get("session_timeout_ms", 10_000),
                     assignment=frozen_map(
                         {topic: tuple(parts) for topic, parts in assignment.get(m, {}).items()}
                     ),

@@ -21,6 +21,9 @@ key   api                why it exists
 9     RAFT               broker to broker: partition-Raft messages of many groups in one
                          frame, one way (see ``raftlog.wire.peer``)
 11    CREATE_PARTITIONS  see ``raftlog.wire.admin``
+12-21 (groups)          FIND_COORDINATOR, JOIN_GROUP, SYNC_GROUP, HEARTBEAT, LEAVE_GROUP,
+                        OFFSET_COMMIT, OFFSET_FETCH, LIST_GROUPS, DESCRIBE_GROUPS,
+                        DELETE_GROUPS: see ``raftlog.wire.groups``
 ====  =================  ===========================================================
 
 ``ErrorResponse(error, message)`` answers any request that could not be served at all
@@ -84,6 +87,16 @@ class ApiKey(IntEnum):
     RAFT = 9
     INIT_PRODUCER_ID = 10
     CREATE_PARTITIONS = 11
+    FIND_COORDINATOR = 12
+    JOIN_GROUP = 13
+    SYNC_GROUP = 14
+    HEARTBEAT = 15
+    LEAVE_GROUP = 16
+    OFFSET_COMMIT = 17
+    OFFSET_FETCH = 18
+    LIST_GROUPS = 19
+    DESCRIBE_GROUPS = 20
+    DELETE_GROUPS = 21
 
 
 # ------------------------------------------------------------------ limits and shared specs
