@@ -25,9 +25,11 @@ A group's life (the eager protocol):
   session timeout, subscribing to the same topics, takes over its old id's assignment
   without a rebalance; the old id is fenced.
 
-Offset commits are fenced twice: here (known member, current generation, no rebalance in
-progress) and by the metadata model (generation and assignment), and they go through the
-bridge's commit folder, many members' commits per metadata command.
+Offset commits are fenced twice: here (known member, current generation, not while the next
+generation is being decided; during PreparingRebalance the current generation still owns its
+partitions and commits them before rejoining, as in Kafka) and by the metadata model
+(generation and assignment). They go through the bridge's commit folder, many members'
+commits per metadata command.
 """
 
 from __future__ import annotations
@@ -209,7 +211,14 @@ class Coordinator:
         assert self._groups is not None
         now = trio.current_time()
         for group in list(self._groups.values()):
-            expired = [m for m in group.members.values() if now - m.last_seen > m.session_timeout_s]
+            # a member waiting in JOIN_GROUP cannot heartbeat: it is alive until the join
+            # phase ends (as in Kafka); the phase itself ends at the rebalance timeout
+            expired = [
+                m
+                for m in group.members.values()
+                if now - m.last_seen > m.session_timeout_s
+                and not (group.state == "PreparingRebalance" and m.joined)
+            ]
             for m in expired:
                 log.info("event=member_expired group=%s member=%s", group.group_id, m.member_id)
                 self._remove_member(group, m.member_id, now, "session timeout")
@@ -271,8 +280,10 @@ class Coordinator:
             group.sync_done = trio.Event()
             for m in group.members.values():
                 m.joined = False
-        timeouts = [m.rebalance_timeout_s for m in group.members.values()] or [0.0]
-        group.join_deadline = now + max(timeouts)
+            # the phase ends at the latest after the longest rebalance timeout of the
+            # members it starts with (not pushed back by later joins, leaves or expiries)
+            timeouts = [m.rebalance_timeout_s for m in group.members.values()] or [0.0]
+            group.join_deadline = now + max(timeouts)
 
     def _remove_member(self, group: _Group, member_id: str, now: float, why: str) -> None:
         if group.members.pop(member_id, None) is None:
@@ -297,6 +308,9 @@ class Coordinator:
                 log.info("event=member_dropped group=%s member=%s", group.group_id, mid)
                 del group.members[mid]
             group.generation += 1
+            now = trio.current_time()
+            for m in group.members.values():
+                m.last_seen = now  # their session runs from the end of the join phase
             if not group.members:
                 group.state, group.leader, group.strategy = "Empty", "", ""
                 group.counts = {}
@@ -510,7 +524,10 @@ class Coordinator:
         if not simple:
             group = self._group(req.group_id)
             self._member(group, req.member_id, req.generation)
-            if group.state != "Stable":
+            # as Kafka: members of the current generation may commit while the group
+            # prepares a rebalance (eager consumers commit before they rejoin); not while
+            # the next generation's assignment is being decided
+            if group.state == "CompletingRebalance" or group.completing:
                 raise GroupError(
                     ErrorCode.REBALANCE_IN_PROGRESS,
                     "the group is rebalancing: offsets were not committed; rejoin",

@@ -2,8 +2,11 @@
 
 - ``Producer`` (``raftlog.client.producer``): batching, Kafka's key partitioning, retries.
 - ``Consumer`` (``raftlog.client.consumer``): assign or subscribe, seek, offsets by time,
-  pause/resume, lag, long-poll ``poll`` with bounded prefetch.
-- ``Admin`` (``raftlog.client.admin``): create, delete, list and describe topics.
+  pause/resume, lag, long-poll ``poll`` with bounded prefetch; consumer groups
+  (``group_id``: rebalances with a listener, committed offsets, auto-commit; the member's
+  state machine is ``raftlog.client.group``).
+- ``Admin`` (``raftlog.client.admin``): create, delete, list and describe topics; list,
+  describe (members, offsets, lag), reset offsets of and delete consumer groups.
 
 Each blocking client runs its own trio loop in a background thread (``_loop``); the trio
 classes (``AsyncAdmin``, ``AsyncConsumer``, the producer's ``Sender``) are what runs there.
@@ -17,6 +20,10 @@ from raftlog.client.admin import (
     BrokerDescription,
     ClusterDescription,
     ConfigValue,
+    ConsumerGroupDescription,
+    GroupMemberDescription,
+    GroupOverview,
+    GroupPartitionOffsets,
     PartitionInfo,
     TopicDescription,
 )
@@ -36,11 +43,13 @@ from raftlog.client.errors import (
     BrokerUnreachableError,
     BufferFullError,
     ClientClosedError,
+    CommitFailedError,
     ConnectionLostError,
     DeliveryTimeoutError,
     RequestTimedOutError,
     UnknownOutcomeError,
 )
+from raftlog.client.group import ConsumerRebalanceListener
 from raftlog.client.partitioner import murmur2, partition_for_key
 from raftlog.client.producer import Producer
 
@@ -55,13 +64,19 @@ __all__ = [
     "BufferFullError",
     "ClientClosedError",
     "ClusterDescription",
+    "CommitFailedError",
     "ConfigValue",
     "ConnectionLostError",
     "Consumer",
+    "ConsumerGroupDescription",
     "ConsumerGroupsUnavailableError",
+    "ConsumerRebalanceListener",
     "ConsumerRecord",
     "Delivery",
     "DeliveryTimeoutError",
+    "GroupMemberDescription",
+    "GroupOverview",
+    "GroupPartitionOffsets",
     "IllegalStateError",
     "OffsetAndTimestamp",
     "PartitionInfo",

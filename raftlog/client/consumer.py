@@ -4,17 +4,28 @@
 loop thread). The two have the same methods (the trio ones that talk to a broker are
 ``async``).
 
-Which partitions: ``assign`` names them; ``subscribe`` names topics and reads every partition
-of them (without a consumer group: ``group_id=None``; groups arrive with the group
-coordinator). The two are mutually exclusive (``IllegalStateError``). A subscription is
-resolved from the metadata at ``subscribe`` time and re-checked every
-``metadata_max_age_ms`` (every second while a subscribed topic is unknown), so partitions
-added later, and topics created later, are picked up; they start per ``auto_offset_reset``.
+Which partitions: ``assign`` names them; ``subscribe`` names topics (or a regex of topic
+names) and, without a consumer group (``group_id=None``), reads every partition of them.
+The two are mutually exclusive (``IllegalStateError``). A subscription is resolved from the
+metadata at ``subscribe`` time and re-checked every ``metadata_max_age_ms`` (every second
+while a subscribed topic is unknown), so partitions added later, and topics created later,
+are picked up; they start per ``auto_offset_reset``.
+
+With a ``group_id``, ``subscribe`` makes the consumer a member of that consumer group
+(``raftlog.client.group`` holds the member's state machine): the group's coordinator
+assigns it a share of the partitions, and moves them when members come and go (eager
+protocol: everything is revoked before a rejoin). Heartbeats and the JOIN_GROUP that waits
+for the other members run in the background; ``poll`` takes the outcome, calls the
+rebalance listener, and auto-commits (the positions as of the previous poll, every
+``auto_commit_interval_ms``). ``commit``, ``commit_async`` and ``committed`` work on the
+group's offsets, also for ``assign`` with a ``group_id`` (commits to a group without
+members).
 
 Each partition has a *position*, the offset of the next record ``poll`` returns. A
-partition without one gets it from ``auto_offset_reset`` ("earliest": the log start;
-"latest": the high watermark; "none": ``OffsetOutOfRangeError`` from ``poll``) through
-LIST_OFFSETS to its leader; so does one whose position fell out of the log.
+partition without one gets it from the group's committed offset (with a ``group_id``), else
+from ``auto_offset_reset`` ("earliest": the log start; "latest": the high watermark;
+"none": ``OffsetOutOfRangeError`` from ``poll``) through LIST_OFFSETS to its leader; one
+whose position fell out of the log gets it from ``auto_offset_reset``.
 
 Fetching: one FETCH per leader at a time, for that leader's partitions that are not paused
 and have nothing buffered; each long-polls up to ``fetch_max_wait_ms`` (the broker answers
@@ -53,6 +64,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -63,7 +75,29 @@ import trio
 
 from raftlog.client._loop import ClosesOnExit, LoopThread, first_error
 from raftlog.client.cluster import ClientConfig, Cluster
-from raftlog.client.errors import ClientClosedError, ClientError, ProtocolError, broker_error
+from raftlog.client.errors import (
+    BrokerError,
+    ClientClosedError,
+    ClientError,
+    ProtocolError,
+    broker_error,
+)
+from raftlog.client.group import (
+    STRATEGIES,
+    CommitCallback,
+    Coordinator,
+    GroupConfig,
+    GroupMember,
+    Listener,
+    MemberState,
+    PartitionsCallback,
+    call_back,
+    commit_offsets,
+    fetch_committed,
+)
+from raftlog.client.group import (
+    TopicPartition as TopicPartition,  # defined with the group code; exported here too
+)
 from raftlog.errors import ErrorCode, OffsetOutOfRangeError, RaftlogError
 from raftlog.storage.record_batch import peek_size
 from raftlog.storage.records import decode_batch
@@ -105,14 +139,6 @@ ITERATION_POLL_MS = 500
 
 
 # ---------------------------------------------------------------------- public types
-
-
-class TopicPartition(NamedTuple):
-    """A partition of a topic. A plain ``(topic, partition)`` tuple is accepted wherever one
-    is asked for, and equals it (``TopicPartition("t", 0) == ("t", 0)``)."""
-
-    topic: str
-    partition: int
 
 
 class OffsetAndTimestamp(NamedTuple):
@@ -160,7 +186,8 @@ class IllegalStateError(ClientError):
 
 
 class ConsumerGroupsUnavailableError(ClientError):
-    """A consumer-group feature was asked for; groups arrive with the group coordinator."""
+    """``subscribe`` with a ``group_id`` against brokers that do not serve the group
+    protocol (no group coordinator: an older broker)."""
 
     code = ErrorCode.INVALID_REQUEST
 
@@ -287,7 +314,12 @@ class AsyncConsumer:
     outlives a ``poll``); without one, fetches run only inside ``poll`` (so
     ``poll(timeout_ms=0)`` returns only what is already buffered). The other
     settings are ``Consumer``'s. ``close()`` stops background fetches (the ``Cluster`` is
-    the caller's to close).
+    the caller's to close); ``await aclose()`` first commits and leaves the group.
+
+    In a consumer group (``group_id`` and ``subscribe``) a nursery is required: heartbeats
+    and the JOIN_GROUP that waits for the other members run in it, so that neither holds up
+    ``poll`` nor depends on it. Rebalance listener callbacks may be coroutine functions
+    (awaited inside ``poll``).
 
     Example::
 
@@ -297,6 +329,17 @@ class AsyncConsumer:
             await consumer.subscribe(["orders"])
             async for record in consumer:
                 print(record.partition, record.offset, record.value)
+
+    In a group::
+
+        consumer = AsyncConsumer(cluster, nursery=nursery, group_id="billing")
+        await consumer.subscribe(["orders"], on_assigned=lambda tps: print("got", tps))
+        try:
+            while True:
+                for record in await consumer.poll():
+                    handle(record)  # auto-commit: committed at a later poll or aclose()
+        finally:
+            await consumer.aclose()  # commit, LEAVE_GROUP: the others take over at once
     """
 
     def __init__(
@@ -313,6 +356,13 @@ class AsyncConsumer:
         metadata_max_age_ms: int = 30_000,
         consumer_timeout_ms: int | None = None,
         partition_max_bytes: int | None = None,
+        enable_auto_commit: bool = True,
+        auto_commit_interval_ms: int = 5_000,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 3_000,
+        rebalance_timeout_ms: int = 30_000,
+        group_instance_id: str | None = None,
+        partition_assignment_strategy: Sequence[str] = STRATEGIES,
     ) -> None:
         """Raises ``ValueError`` for a setting out of range. ``partition_max_bytes`` is the
         older name of ``max_partition_fetch_bytes`` (give one of them)."""
@@ -336,6 +386,26 @@ class AsyncConsumer:
             raise ValueError(f"metadata_max_age_ms must be >= 0, not {metadata_max_age_ms}")
         if group_id is not None and not group_id:
             raise ValueError("group_id must be a non-empty string or None")
+        if auto_commit_interval_ms < 1:
+            raise ValueError(f"auto_commit_interval_ms must be >= 1, not {auto_commit_interval_ms}")
+        if isinstance(partition_assignment_strategy, str):
+            partition_assignment_strategy = (partition_assignment_strategy,)
+        self._group_config: GroupConfig | None = None
+        if group_id is not None:
+            self._group_config = GroupConfig(
+                group_id=group_id,
+                client_id=cluster.config.client_id,
+                instance_id=group_instance_id,
+                session_timeout_ms=session_timeout_ms,
+                rebalance_timeout_ms=rebalance_timeout_ms,
+                heartbeat_interval_ms=heartbeat_interval_ms,
+                strategies=tuple(partition_assignment_strategy),
+                retry_backoff_ms=cluster.config.retry_backoff_ms,
+                request_timeout_ms=cluster.config.request_timeout_ms,
+            )
+            self._group_config.check()
+        elif group_instance_id is not None:
+            raise ValueError("group_instance_id needs a group_id")
         self.cluster = cluster
         self.group_id = group_id
         self.auto_offset_reset = auto_offset_reset
@@ -345,15 +415,34 @@ class AsyncConsumer:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.metadata_max_age_ms = metadata_max_age_ms
         self.consumer_timeout_ms = consumer_timeout_ms
+        self.enable_auto_commit = enable_auto_commit
+        self.auto_commit_interval_ms = auto_commit_interval_ms
         self._nursery = nursery
         self._state: dict[TopicPartition, _PartitionState] = {}
         self._subscription: tuple[str, ...] | None = None
+        self._pattern: re.Pattern[str] | None = None
+        # the group (see raftlog.client.group): the member, its background tasks
+        self._coordinator: Coordinator | None = None
+        self._member: GroupMember | None = None
+        self._listener: Listener | None = None
+        self._heartbeat_scope: trio.CancelScope | None = None
+        self._join_scope: trio.CancelScope | None = None
+        self._join_done: trio.Event | None = None
+        self._join_result: list[TopicPartition] | BaseException | None = None
+        self._join_counts: dict[str, int] = {}
+        self._joined_counts: dict[str, int] | None = None
+        """Partition counts of the subscribed topics at the last join (None: not joined)."""
+        self._commit_lock = trio.Lock()
+        self._committed_cache: dict[TopicPartition, int] = {}
+        """What this consumer last committed per partition (auto-commit skips those)."""
+        self._auto_commit_at: float | None = None
         self._manual = False
         self._metadata_checked = -math.inf
         self._in_flight: dict[int, trio.CancelScope] = {}
         self._wakeup = trio.Event()
         self._error: BaseException | None = None
         self._polling = False
+        self._closing = False
         self._closed = False
 
     @property
@@ -387,30 +476,76 @@ class AsyncConsumer:
         topics), in order."""
         return list(self._state)
 
-    async def subscribe(self, topics: str | Iterable[str]) -> None:
-        """Read every partition of ``topics`` (without a consumer group).
+    async def subscribe(
+        self,
+        topics: str | Iterable[str] | None = None,
+        listener: object | None = None,
+        *,
+        pattern: str | re.Pattern[str] | None = None,
+        on_assigned: PartitionsCallback | None = None,
+        on_revoked: PartitionsCallback | None = None,
+        on_lost: PartitionsCallback | None = None,
+    ) -> None:
+        """Read the partitions of ``topics``, or of every topic whose whole name matches
+        ``pattern`` (a regex, ``re.fullmatch``; re-checked every ``metadata_max_age_ms``).
 
-        The partitions are resolved from the metadata now and re-checked every
-        ``metadata_max_age_ms``, so partitions added later are read too; each starts per
-        ``auto_offset_reset``. A topic the cluster does not know yet is read once it
-        exists. Subscribing again replaces the topics; an empty list is ``unsubscribe()``.
+        Without a ``group_id``: every partition of those topics, resolved from the metadata
+        now and re-checked every ``metadata_max_age_ms``, so partitions (and matching
+        topics) added later are read too; each starts per ``auto_offset_reset``. A topic
+        the cluster does not know yet is read once it exists.
 
-        Raises ``ConsumerGroupsUnavailableError`` when the consumer has a ``group_id``
-        (consumer groups arrive with the group coordinator), ``IllegalStateError`` after
-        ``assign()``, ``ValueError`` for an empty topic name, and a non-retriable
-        ``RaftlogError`` from the metadata request (a retriable one is retried by
-        ``poll``)."""
-        names = [topics] if isinstance(topics, str) else list(dict.fromkeys(topics))
-        for name in names:
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"topic names must be non-empty strings, not {name!r}")
-        if self.group_id is not None:
-            raise ConsumerGroupsUnavailableError(
-                f"subscribe() with group_id={self.group_id!r} needs consumer groups, which "
-                "arrive with the group coordinator (not built yet); use group_id=None to "
-                "read every partition of the topics without a group, or assign() partitions"
+        With a ``group_id``: the consumer joins the group at the next ``poll`` and reads the
+        partitions the coordinator assigns it (a rebalance runs whenever members come and
+        go, or the subscribed topics change); each assigned partition starts at the group's
+        committed offset, else per ``auto_offset_reset``. The rebalance listener is told
+        (inside ``poll``, eager protocol): ``on_partitions_revoked`` before every rejoin
+        (with auto-commit, after the positions were committed), ``on_partitions_assigned``
+        after it (before positions are looked up: it may ``seek``),
+        ``on_partitions_lost`` when the membership was lost (nothing can be committed then;
+        defaults to the revoked callback). Give a listener object with any of those methods
+        (Kafka's ConsumerRebalanceListener), or callables ``on_revoked=``,
+        ``on_assigned=``, ``on_lost=``, each called with a list of ``TopicPartition``.
+
+        Subscribing again replaces the topics; an empty list is ``unsubscribe()``.
+
+        Raises ``ConsumerGroupsUnavailableError`` when the brokers do not serve the group
+        protocol, ``IllegalStateError`` after ``assign()`` or without a nursery in a group,
+        ``ValueError`` for an empty topic name, a bad pattern, or a listener without a
+        group, and a non-retriable ``RaftlogError`` from the metadata request (a
+        retriable one is retried by ``poll``).
+
+        Example: ``await consumer.subscribe(pattern=r"orders-.*", on_revoked=flush)``."""
+        regex: re.Pattern[str] | None = None
+        names: list[str] = []
+        if pattern is not None:
+            if topics is not None:
+                raise ValueError("subscribe to topics or to a pattern, not both")
+            try:
+                regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a valid regex: {exc}") from None
+        elif topics is None:
+            raise TypeError("subscribe() needs topics, or pattern=")
+        else:
+            names = [topics] if isinstance(topics, str) else list(dict.fromkeys(topics))
+            for name in names:
+                if not isinstance(name, str) or not name:
+                    raise ValueError(f"topic names must be non-empty strings, not {name!r}")
+        built: Listener | None
+        if isinstance(listener, Listener):
+            built = listener
+        elif listener is not None or on_assigned or on_revoked or on_lost:
+            built = Listener(
+                listener, on_revoked=on_revoked, on_assigned=on_assigned, on_lost=on_lost
             )
-        if not names:
+        else:
+            built = None
+        if built is not None and self.group_id is None:
+            raise ValueError(
+                "a rebalance listener needs a group_id: without a group the consumer reads "
+                "every partition of the topics and nothing is ever assigned or revoked"
+            )
+        if regex is None and not names:
             self.unsubscribe()
             return
         if self._manual:
@@ -418,16 +553,59 @@ class AsyncConsumer:
                 "subscribe() after assign(): subscription to topics and manual assignment "
                 "of partitions are mutually exclusive; call unsubscribe() first"
             )
-        self._subscription = tuple(names)
+        if self.group_id is not None:
+            if self._nursery is None:
+                raise IllegalStateError(
+                    "subscribe() with a group_id needs an AsyncConsumer made with a nursery "
+                    "(heartbeats and rebalances run in the background); or use the blocking "
+                    "Consumer"
+                )
+            if self._member is None:
+                await self._probe_coordinator()
+        self._subscription = None if regex is not None else tuple(names)
+        self._pattern = regex
+        self._listener = built
+        if self.group_id is not None:
+            self._ensure_member()
         await self._sync_subscription(force=True)
 
+    async def _probe_coordinator(self) -> None:
+        """FIND_COORDINATOR once: a broker without the group protocol is found out now
+        (``ConsumerGroupsUnavailableError``); any retriable failure is left to ``poll``."""
+        try:
+            await self._coord().find()
+        except RaftlogError as exc:
+            if exc.retriable:
+                log.info("event=coordinator_not_found_yet group=%s error=%s", self.group_id, exc)
+                return
+            if isinstance(exc, BrokerError) and exc.code in (
+                ErrorCode.INVALID_REQUEST,
+                ErrorCode.UNKNOWN,
+            ):
+                raise ConsumerGroupsUnavailableError(
+                    f"subscribe() with group_id={self.group_id!r} needs a group coordinator, "
+                    f"and the brokers do not serve the group protocol ({exc.message}); use "
+                    "group_id=None to read every partition of the topics without a group, "
+                    "or assign() partitions"
+                ) from None
+            raise
+
     def subscription(self) -> set[str]:
-        """The subscribed topics (empty when not subscribed)."""
-        return set(self._subscription or ())
+        """The subscribed topics (for a pattern: the topics it matches now; empty when not
+        subscribed)."""
+        if self._subscription is None and self._pattern is None:
+            return set()
+        return set(self._topic_names())
 
     def unsubscribe(self) -> None:
-        """Stop reading: forget the subscription or the manual assignment (and positions)."""
+        """Stop reading: forget the subscription or the manual assignment (and positions).
+        In a group, the member leaves in the background: with auto-commit its positions are
+        committed first, then the listener's revoked callback runs, then LEAVE_GROUP."""
+        if self._member is not None:
+            self._drop_member(leave=True)
         self._subscription = None
+        self._pattern = None
+        self._listener = None
         self._manual = False
         self._set_assignment([])
 
@@ -439,13 +617,28 @@ class AsyncConsumer:
                 state.drop_buffer()  # an answer in flight for it is dropped
         self._notify()
 
+    def _topic_names(self) -> list[str]:
+        """The subscribed topics: as given, or those of the cluster the pattern matches."""
+        if self._pattern is not None:
+            return sorted(t for t in self.cluster.topics if self._pattern.fullmatch(t))
+        return list(self._subscription or ())
+
+    def _topic_counts(self, names: Iterable[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for name in names:
+            meta = self.cluster.topics.get(name)
+            out[name] = 0 if meta is None else len(meta.partitions)
+        return out
+
     async def _sync_subscription(self, *, force: bool = False) -> None:
-        """Bring the assignment in line with the subscribed topics' partitions."""
-        if self._subscription is None:
+        """Bring the assignment in line with the subscribed topics' partitions (without a
+        group); in a group, ask for a rejoin when they changed."""
+        if self._subscription is None and self._pattern is None:
             return
-        names = self._subscription
+        key = (self._subscription, self._pattern)
+        explicit = self._subscription or ()
         now = trio.current_time()
-        unknown = any(t not in self.cluster.topics for t in names)
+        unknown = any(t not in self.cluster.topics for t in explicit)
         due = (
             force
             or now >= self._metadata_checked + self.metadata_max_age_ms / 1000
@@ -455,14 +648,25 @@ class AsyncConsumer:
         if due:
             self._metadata_checked = now
             try:
-                await self.cluster.refresh(names, force=True)
+                await self.cluster.refresh(explicit if self._pattern is None else None, force=True)
                 fresh = True
             except RaftlogError as exc:
                 if not exc.retriable:
                     raise
                 log.info("event=subscription_refresh_failed error=%r", exc)
-        if self._subscription != names:
+        if (self._subscription, self._pattern) != key:
             return  # changed while we waited: that call synced
+        names = self._topic_names()
+        member = self._member
+        if member is not None:
+            if (
+                fresh
+                and self._joined_counts is not None
+                and member.state == MemberState.STABLE
+                and self._topic_counts(names) != self._joined_counts
+            ):
+                member.request_rejoin("the subscribed topics or their partitions changed")
+            return
         wanted: list[TopicPartition] = []
         for name in names:
             meta = self.cluster.topics.get(name)
@@ -480,6 +684,329 @@ class AsyncConsumer:
             if added and not force:
                 log.info("event=subscription_partitions_added partitions=%s", sorted(added))
             self._set_assignment(wanted)
+
+    # ------------------------------------------------------------------ group
+
+    def _coord(self) -> Coordinator:
+        """The coordinator of this consumer's group, for OFFSET_FETCH and commits outside a
+        membership (a member has a connection of its own for JOIN_GROUP)."""
+        if self.group_id is None:
+            raise IllegalStateError("no group_id")
+        if self._coordinator is None:
+            self._coordinator = self._new_coordinator()
+        return self._coordinator
+
+    def _new_coordinator(self) -> Coordinator:
+        assert self.group_id is not None
+        return Coordinator(self.cluster, self.group_id, nursery=self._nursery)
+
+    def _need_group(self, what: str) -> str:
+        if self.group_id is None:
+            raise IllegalStateError(
+                f"{what}() needs a consumer group: make the consumer with group_id=... "
+                "(offsets are committed per group)"
+            )
+        return self.group_id
+
+    def _ensure_member(self) -> None:
+        """The group member and its heartbeat task, made at the first group subscribe."""
+        if self._member is not None:
+            return
+        assert self._group_config is not None and self._nursery is not None
+        member = GroupMember(self._new_coordinator(), self._group_config, on_change=self._notify)
+        scope = trio.CancelScope()
+        self._member = member
+        self._heartbeat_scope = scope
+        self._joined_counts = None
+        self._nursery.start_soon(self._heartbeats, member, scope)
+
+    async def _heartbeats(self, member: GroupMember, scope: trio.CancelScope) -> None:
+        with scope:
+            try:
+                await member.run_heartbeats()
+            except Exception as exc:  # never kills the loop
+                log.error("event=heartbeat_task_failed group=%s error=%r", self.group_id, exc)
+
+    def _cancel_group_tasks(self) -> None:
+        for scope in (self._heartbeat_scope, self._join_scope):
+            if scope is not None:
+                scope.cancel()
+        self._heartbeat_scope = self._join_scope = None
+        self._join_done = None
+        self._join_result = None
+
+    def _drop_member(self, *, leave: bool) -> None:
+        """Forget the member; with ``leave``, commit (auto-commit), revoke and leave in the
+        background."""
+        member = self._member
+        if member is None:
+            return
+        tps = list(self._state)
+        offsets = self._positions()
+        self._cancel_group_tasks()
+        self._member = None
+        self._joined_counts = None
+        self._committed_cache.clear()
+        if leave and self._nursery is not None:
+            self._nursery.start_soon(self._leave, member, tps, offsets, self._listener)
+        else:
+            member.close()
+            member.coordinator.close()
+
+    async def _leave(
+        self,
+        member: GroupMember,
+        tps: list[TopicPartition],
+        offsets: dict[TopicPartition, int],
+        listener: Listener | None,
+    ) -> None:
+        """Commit (auto-commit), tell the listener, LEAVE_GROUP; failures are logged."""
+        try:
+            if self.enable_auto_commit and offsets and member.state == MemberState.STABLE:
+                try:
+                    async with self._commit_lock:
+                        await member.commit(offsets)
+                except RaftlogError as exc:
+                    log.warning(
+                        "event=commit_on_leave_failed group=%s error=%s", member.group_id, exc
+                    )
+            if tps and listener is not None:
+                await listener.revoked(tps)
+                listener.take_error()  # logged by the listener: nobody to raise it to
+            await member.leave()
+        except Exception as exc:
+            log.error("event=group_leave_failed group=%s error=%r", member.group_id, exc)
+        finally:
+            member.close()
+            member.coordinator.close()
+
+    async def _maintain_group(self) -> None:
+        """The group's part of ``poll``: take a finished join's assignment, drop lost
+        partitions, revoke and rejoin when asked, auto-commit."""
+        member = self._member
+        if self._closing:
+            return
+        if member is None:
+            await self._maybe_auto_commit()
+            return
+        done = self._join_done
+        if done is not None and done.is_set():
+            result = self._join_result
+            self._join_done = self._join_result = self._join_scope = None
+            if isinstance(result, BaseException):
+                raise result
+            if result is not None and not member.needs_join and not member.lost:
+                await self._take_assignment(result)
+        if member.lost:
+            member.lost = False
+            tps = list(self._state)
+            self._committed_cache.clear()
+            if tps and self._listener is not None:
+                await self._listener.lost(tps)
+            self._set_assignment([])
+        if self._join_done is None and member.needs_join and self._member is member:
+            topics = self._topic_names()
+            if topics:
+                await self._revoke(member)
+                if self._member is member and not self._closing:
+                    self._start_join(member, topics)
+            elif member.state == MemberState.STABLE:
+                # a pattern that matches no topic any more: nothing to be a member for
+                await self._revoke(member)
+                await member.leave(final=False)
+        await self._maybe_auto_commit()
+        if self._listener is not None:
+            error = self._listener.take_error()
+            if error is not None:
+                raise error
+
+    async def _take_assignment(self, tps: list[TopicPartition]) -> None:
+        log.info("event=partitions_assigned group=%s partitions=%s", self.group_id, tps)
+        self._set_assignment(tps)
+        self._committed_cache.clear()
+        self._joined_counts = self._join_counts
+        self._auto_commit_at = trio.current_time() + self.auto_commit_interval_ms / 1000
+        if self._listener is not None:
+            await self._listener.assigned(list(tps))
+
+    async def _revoke(self, member: GroupMember) -> None:
+        """Eager protocol, before a rejoin: commit (auto-commit), tell the listener, drop
+        every partition."""
+        tps = list(self._state)
+        if not tps:
+            return
+        if self.enable_auto_commit and member.state == MemberState.STABLE:
+            try:
+                await self._commit_offsets(self._positions())
+            except RaftlogError as exc:
+                log.warning("event=commit_on_revoke_failed group=%s error=%s", self.group_id, exc)
+        if self._listener is not None:
+            await self._listener.revoked(tps)
+        log.info("event=partitions_revoked group=%s partitions=%s", self.group_id, tps)
+        self._committed_cache.clear()
+        self._set_assignment([])
+
+    def _start_join(self, member: GroupMember, topics: list[str]) -> None:
+        assert self._nursery is not None
+        self._join_counts = self._topic_counts(topics)
+        done = trio.Event()
+        scope = trio.CancelScope()
+        self._join_done, self._join_scope, self._join_result = done, scope, None
+        self._nursery.start_soon(self._join, member, topics, done, scope)
+
+    async def _join(
+        self, member: GroupMember, topics: list[str], done: trio.Event, scope: trio.CancelScope
+    ) -> None:
+        result: list[TopicPartition] | BaseException | None = None
+        try:
+            with scope:
+                result = await member.join(topics)
+        except Exception as exc:  # handed to the next poll
+            result = exc
+        finally:
+            if self._join_done is done:
+                self._join_result = result
+            done.set()
+            self._notify()
+
+    def _positions(self) -> dict[TopicPartition, int]:
+        """The position of every assigned partition that has one: everything before it was
+        returned by a ``poll``."""
+        return {tp: s.position for tp, s in self._state.items() if s.position is not None}
+
+    async def _maybe_auto_commit(self) -> None:
+        """Every ``auto_commit_interval_ms``: commit the positions as of now, that is as of
+        the previous poll (this one has returned nothing yet), so a crash never skips a
+        record the caller did not get through."""
+        if not self.enable_auto_commit or self.group_id is None:
+            return
+        now = trio.current_time()
+        if self._auto_commit_at is None:
+            self._auto_commit_at = now + self.auto_commit_interval_ms / 1000
+        if now < self._auto_commit_at:
+            return
+        self._auto_commit_at = now + self.auto_commit_interval_ms / 1000
+        member = self._member
+        if member is not None:
+            if member.state != MemberState.STABLE or member.needs_join:
+                return
+        elif not self._manual:
+            return
+        offsets = {
+            tp: o for tp, o in self._positions().items() if self._committed_cache.get(tp) != o
+        }
+        if not offsets:
+            return
+        if self._nursery is not None:
+            self._nursery.start_soon(self._auto_commit, offsets)
+        else:
+            await self._auto_commit(offsets)
+
+    async def _auto_commit(self, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await self._commit_offsets(offsets)
+            log.debug("event=auto_commit group=%s offsets=%s", self.group_id, offsets)
+        except Exception as exc:  # in the background: logged, never kills the loop
+            log.info("event=auto_commit_failed group=%s error=%s", self.group_id, exc)
+
+    async def _commit_offsets(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit, in order with every other commit of this consumer: as the group member
+        when subscribed, else as a commit to a group without members."""
+        group_id = self._need_group("commit")
+        if not offsets:
+            return
+        async with self._commit_lock:
+            member = self._member
+            if member is not None:
+                await member.commit(offsets)
+            else:
+                await commit_offsets(self._coord(), group_id, offsets)
+            self._committed_cache.update(offsets)
+
+    def _offsets_arg(
+        self, offsets: Mapping[tuple[str, int], int] | None
+    ) -> dict[TopicPartition, int]:
+        if offsets is None:
+            return self._positions()
+        out: dict[TopicPartition, int] = {}
+        for key, offset in offsets.items():
+            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+                raise ValueError(f"offset of {key!r} must be an int >= 0, not {offset!r}")
+            out[_as_tp(key)] = offset
+        return out
+
+    async def commit(self, offsets: Mapping[tuple[str, int], int] | None = None) -> None:
+        """Commit offsets to the group and wait for the answer.
+
+        ``offsets``: ``{(topic, partition): offset of the next record to read}``; None (the
+        default) commits the position of every assigned partition, i.e. everything
+        ``poll`` has returned. In a group only the partitions assigned to this member can
+        be committed. Commits go out in the order they were made (``commit_async`` ones
+        too).
+
+        Raises ``CommitFailedError`` when the group fenced the commit (a rebalance gave the
+        partitions to another member, or this member was dropped: nothing was committed,
+        and poll() rejoins), ``IllegalStateError`` without a ``group_id``, ``ValueError``
+        for a negative offset, and a ``RaftlogError`` when the coordinator cannot be
+        reached within ``request_timeout_ms``.
+
+        Example: ``await consumer.commit({("orders", 0): record.offset + 1})``."""
+        self._need_group("commit")
+        await self._commit_offsets(self._offsets_arg(offsets))
+
+    def commit_async(
+        self,
+        offsets: Mapping[tuple[str, int], int] | None = None,
+        callback: CommitCallback | None = None,
+    ) -> None:
+        """Like ``commit`` without waiting: the offsets (by default the positions as of
+        now) are committed in the background, in order with other commits. ``callback``
+        (optional; may be a coroutine function) gets ``(offsets, error)`` once answered,
+        ``error`` None on success or the ``RaftlogError`` (``CommitFailedError``...).
+        Raises ``IllegalStateError`` without a ``group_id`` or without a nursery."""
+        self._commit_async(offsets, callback, in_thread=False)
+
+    def _commit_async(
+        self,
+        offsets: Mapping[tuple[str, int], int] | None,
+        callback: CommitCallback | None,
+        *,
+        in_thread: bool,
+    ) -> None:
+        self._need_group("commit_async")
+        if self._nursery is None:
+            raise IllegalStateError(
+                "commit_async() runs in the background: make the AsyncConsumer with a "
+                "nursery, or await commit()"
+            )
+        todo = self._offsets_arg(offsets)
+        self._nursery.start_soon(self._commit_task, todo, callback, in_thread)
+
+    async def _commit_task(
+        self, todo: dict[TopicPartition, int], callback: CommitCallback | None, in_thread: bool
+    ) -> None:
+        error: Exception | None = None
+        try:
+            await self._commit_offsets(todo)
+        except Exception as exc:  # in the background: to the callback, never kills the loop
+            error = exc
+            log.info("event=commit_async_failed group=%s error=%s", self.group_id, exc)
+        if callback is not None:
+            await call_back(callback, todo, error, in_thread=in_thread)
+
+    @overload
+    async def committed(self, partition: tuple[str, int], /) -> int | None: ...
+    @overload
+    async def committed(self, topic: str, partition: int, /) -> int | None: ...
+    async def committed(self, *args: object) -> int | None:
+        """The group's committed offset of a partition (assigned or not), None when none is
+        committed: ``committed(("orders", 0))`` or ``committed("orders", 0)``. Raises
+        ``IllegalStateError`` without a ``group_id``, a ``RaftlogError`` when the
+        coordinator cannot be reached."""
+        tp = _position_args(args)
+        group_id = self._need_group("committed")
+        found = await fetch_committed(self._coord(), group_id, [tp])
+        return found.get(tp)
 
     # ------------------------------------------------------------------ positions
 
@@ -548,18 +1075,36 @@ class AsyncConsumer:
     async def position(self, topic: str, partition: int, /) -> int: ...
     async def position(self, *args: object) -> int:
         """The offset of the next record poll returns for this partition; when it has none
-        yet, it is set per ``auto_offset_reset`` first. Call as ``position(("orders", 0))``
-        or ``position("orders", 0)``. Raises ``ValueError`` when it is not assigned,
+        yet, it is set first: to the group's committed offset (with a ``group_id``), else per
+        ``auto_offset_reset``. Call as ``position(("orders", 0))`` or
+        ``position("orders", 0)``. Raises ``ValueError`` when it is not assigned,
         ``OffsetOutOfRangeError`` when it has no position and ``auto_offset_reset`` is
         "none"."""
         tp = _position_args(args)
         state = self._partition(tp)
         if state.position is None:
-            await self._reset([tp])
+            await self._place([tp])
         position = self._partition(tp).position
         if position is None:  # reassigned or re-seeked meanwhile
             raise OffsetOutOfRangeError(f"{_what(tp)} lost its position; try again")
         return position
+
+    async def _place(self, tps: list[TopicPartition]) -> None:
+        """Set the positions of ``tps`` (those still without one): with a ``group_id``, the
+        committed offsets of those that never had a position (OFFSET_FETCH); the rest per
+        ``auto_offset_reset``."""
+        if self.group_id is not None:
+            first = [tp for tp in tps if tp in self._state and self._state[tp].reset_reason is None]
+            if first:
+                found = await fetch_committed(self._coord(), self.group_id, first)
+                for tp, offset in found.items():
+                    state = self._state.get(tp)
+                    if offset is not None and state is not None and state.position is None:
+                        log.debug("event=position_from_commit %s offset=%d", _what(tp), offset)
+                        state.set_position(offset)
+            tps = [tp for tp in tps if tp in self._state and self._state[tp].position is None]
+        if tps:
+            await self._reset(tps)
 
     async def _reset(self, tps: list[TopicPartition]) -> None:
         """Set the positions of ``tps`` (those still without one) per auto_offset_reset."""
@@ -871,7 +1416,16 @@ class AsyncConsumer:
         no valid position and ``auto_offset_reset`` is "none", ``CorruptRecordError``
         for a batch that fails its CRC, ``IllegalStateError`` when another task is
         already polling, ``ClientClosedError`` after ``close``, and the ``RaftlogError``
-        of a broker answer that retrying cannot fix."""
+        of a broker answer that retrying cannot fix.
+
+        In a group, ``poll`` also does the group's work: it takes the assignment of a
+        finished rebalance (``on_partitions_assigned``), revokes everything before a rejoin
+        (``on_partitions_revoked``, after committing with auto-commit), drops partitions
+        of a lost membership (``on_partitions_lost``), and auto-commits every
+        ``auto_commit_interval_ms`` the positions as of the previous poll. An exception
+        from a listener callback is raised here once that step is done. The JOIN_GROUP
+        itself runs in the background: while the group rebalances, ``poll`` returns
+        nothing (it does not wait past ``timeout_ms`` for it)."""
         if timeout_ms < 0:
             raise ValueError(f"timeout_ms must be >= 0, not {timeout_ms}")
         if max_records < 1:
@@ -906,9 +1460,11 @@ class AsyncConsumer:
         while True:
             wakeup = self._wakeup
             await self._sync_subscription()
+            if self.group_id is not None:
+                await self._maintain_group()
             unplaced = [tp for tp, s in self._state.items() if s.position is None and not s.paused]
             if unplaced:
-                await self._reset(unplaced)
+                await self._place(unplaced)
             out = self._drain(max_records)
             if not out:
                 self._raise_pending()
@@ -1170,9 +1726,42 @@ class AsyncConsumer:
             ):
                 return
 
+    async def aclose(self, timeout_ms: int = 30_000) -> None:
+        """Leave cleanly, then ``close()``: in a group, commit the positions (auto-commit),
+        call the listener's revoked callback and send LEAVE_GROUP (a static member does
+        not: it keeps its assignment for its session timeout), so the other members take
+        over its partitions at once; an assign()-mode consumer with a ``group_id``
+        commits its positions (auto-commit). Gives up after ``timeout_ms``; failures are
+        logged, not raised."""
+        if self._closed:
+            return
+        self._closing = True
+        with trio.move_on_after(timeout_ms / 1000) as scope:
+            member = self._member
+            if member is not None:
+                self._cancel_group_tasks()
+                # still the member while leaving: the listener may commit as one
+                await self._leave(member, list(self._state), self._positions(), self._listener)
+                self._member = None
+            elif self.group_id is not None and self.enable_auto_commit and self._manual:
+                try:
+                    await self._commit_offsets(self._positions())
+                except RaftlogError as exc:
+                    log.warning(
+                        "event=commit_on_close_failed group=%s error=%s", self.group_id, exc
+                    )
+        if scope.cancelled_caught:
+            log.warning("event=close_timed_out group=%s timeout_ms=%d", self.group_id, timeout_ms)
+        self.close()
+
     def close(self) -> None:
-        """Stop background fetches; later polls raise ``ClientClosedError``."""
+        """Stop background fetches (and, in a group, heartbeats: without ``aclose`` the
+        coordinator notices the member is gone only after its session timeout); later
+        polls raise ``ClientClosedError``."""
         self._closed = True
+        self._drop_member(leave=False)
+        if self._coordinator is not None:
+            self._coordinator.close()
         for scope in list(self._in_flight.values()):
             scope.cancel()
         self._notify()
@@ -1213,8 +1802,27 @@ class Consumer(ClosesOnExit):
     """A blocking consumer: ``assign`` partitions or ``subscribe`` to topics, then ``poll``
     or iterate.
 
-    - ``group_id``: None (the default) reads without a consumer group; groups (and
-      ``subscribe`` with a group) arrive with the group coordinator.
+    - ``group_id``: None (the default) reads without a consumer group. With one,
+      ``subscribe`` joins the group (the coordinator spreads the partitions of the
+      subscribed topics over its members, and moves them when members come and go),
+      partitions start at the group's committed offsets, and offsets are committed:
+      ``commit``, ``commit_async``, or automatically.
+    - ``enable_auto_commit`` (default True) / ``auto_commit_interval_ms`` (5000): every
+      interval, ``poll`` commits the positions as of the previous poll (records the latest
+      poll returned are committed at the next poll, a rebalance or ``close``), so a crash
+      never skips a record; records after the last commit may be read again.
+    - ``session_timeout_ms`` (10000): a member not heard of for this long is dropped;
+      ``heartbeat_interval_ms`` (3000, below the session timeout) how often the background
+      heartbeat goes (independent of ``poll``: slow processing does not expire the
+      member). ``rebalance_timeout_ms`` (30000): how long a rebalance waits for every
+      member to rejoin (a member rejoins in ``poll``: one that does not poll for longer is
+      dropped from the group; Kafka's max.poll.interval.ms).
+    - ``group_instance_id``: static membership: a restarted consumer with the same id
+      gets its partitions back without a rebalance if it returns within the session
+      timeout (``close`` then does not send LEAVE_GROUP).
+    - ``partition_assignment_strategy``: the strategies this member accepts, preferred
+      first, among "sticky", "range", "roundrobin" (all three by default; the coordinator
+      computes the assignment).
     - ``auto_offset_reset``: where a partition without a position starts, and where one
       whose position fell out of the log goes: "latest" (Kafka's default), "earliest", or
       "none" (``poll`` raises ``OffsetOutOfRangeError``; ``seek`` first).
@@ -1226,8 +1834,9 @@ class Consumer(ClosesOnExit):
     - ``consumer_timeout_ms``: iteration ends after this long without a record (None:
       only at ``close``).
 
-    Fetches run in the consumer's loop thread, also between polls (prefetch). Methods may
-    be called from any thread; ``poll`` by one thread at a time.
+    Fetches (and a group's heartbeats and rebalances) run in the consumer's loop thread,
+    also between polls (prefetch). Methods may be called from any thread; ``poll`` by one
+    thread at a time.
 
     Example::
 
@@ -1235,6 +1844,24 @@ class Consumer(ClosesOnExit):
             consumer.subscribe(["orders"])
             for record in consumer:
                 print(record.partition, record.offset, record.value)
+
+    In a consumer group (run as many copies as you like; each reads its share)::
+
+        class Flush:  # a rebalance listener: any of the three methods
+            def on_partitions_revoked(self, partitions):
+                print("losing", partitions)
+            def on_partitions_assigned(self, partitions):
+                print("reading", partitions)
+
+        with Consumer("127.0.0.1:9092", group_id="billing",
+                      auto_offset_reset="earliest") as consumer:
+            consumer.subscribe(["orders"], listener=Flush())
+            for record in consumer:
+                handle(record)
+        # close (the with block) commits and leaves the group: the others take over
+
+    With ``enable_auto_commit=False``, commit what you processed: ``consumer.commit()``
+    (everything polled so far) or ``consumer.commit({("orders", 0): record.offset + 1})``.
     """
 
     def __init__(
@@ -1254,6 +1881,13 @@ class Consumer(ClosesOnExit):
         consumer_timeout_ms: int | None = None,
         client_id: str = "raftlog-consumer",
         partition_max_bytes: int | None = None,
+        enable_auto_commit: bool = True,
+        auto_commit_interval_ms: int = 5_000,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 3_000,
+        rebalance_timeout_ms: int = 30_000,
+        group_instance_id: str | None = None,
+        partition_assignment_strategy: Sequence[str] = STRATEGIES,
     ) -> None:
         """Starts the consumer's loop thread (no broker is contacted yet). Raises
         ``ValueError`` for a bad bootstrap list or a setting out of range."""
@@ -1273,6 +1907,13 @@ class Consumer(ClosesOnExit):
             "metadata_max_age_ms": metadata_max_age_ms,
             "consumer_timeout_ms": consumer_timeout_ms,
             "partition_max_bytes": partition_max_bytes,
+            "enable_auto_commit": enable_auto_commit,
+            "auto_commit_interval_ms": auto_commit_interval_ms,
+            "session_timeout_ms": session_timeout_ms,
+            "heartbeat_interval_ms": heartbeat_interval_ms,
+            "rebalance_timeout_ms": rebalance_timeout_ms,
+            "group_instance_id": group_instance_id,
+            "partition_assignment_strategy": partition_assignment_strategy,
         }
         self._consumer_timeout_ms = consumer_timeout_ms
         self._closed = False
@@ -1308,13 +1949,45 @@ class Consumer(ClosesOnExit):
         """The partitions read (assigned, or those of the subscribed topics)."""
         return self._call(self._core.assignment)
 
-    def subscribe(self, topics: str | Iterable[str]) -> None:
-        """Read every partition of ``topics``, including partitions added later; see
-        ``AsyncConsumer.subscribe``. Raises ``ConsumerGroupsUnavailableError`` with a
-        ``group_id``, ``IllegalStateError`` after ``assign``.
-        Example: ``consumer.subscribe(["orders", "payments"])``."""
-        names = topics if isinstance(topics, str) else list(topics)
-        self._loop.run(self._core.subscribe, names)
+    def subscribe(
+        self,
+        topics: str | Iterable[str] | None = None,
+        listener: object | None = None,
+        *,
+        pattern: str | re.Pattern[str] | None = None,
+        on_assigned: PartitionsCallback | None = None,
+        on_revoked: PartitionsCallback | None = None,
+        on_lost: PartitionsCallback | None = None,
+    ) -> None:
+        """Read ``topics`` (or every topic whose whole name matches the regex ``pattern``):
+        without a ``group_id`` all their partitions, including partitions added later;
+        with one, the partitions the group assigns this member. See
+        ``AsyncConsumer.subscribe`` for the rebalance listener (an object with
+        ``on_partitions_revoked`` / ``on_partitions_assigned`` / ``on_partitions_lost``,
+        or the callables ``on_revoked=``, ``on_assigned=``, ``on_lost=``); here each
+        callback runs in a worker thread while ``poll`` waits for it, so it may call this
+        consumer's methods (``commit``, ``seek``, ``position``; not ``poll``).
+
+        Raises ``ConsumerGroupsUnavailableError`` when the brokers do not serve the group
+        protocol, ``IllegalStateError`` after ``assign``, ``ValueError`` for a bad
+        name or pattern.
+        Examples: ``consumer.subscribe(["orders", "payments"])``,
+        ``consumer.subscribe(pattern=r"orders-.*", on_revoked=lambda tps: db.flush())``."""
+        names = None if topics is None else topics if isinstance(topics, str) else list(topics)
+        built: Listener | None = None
+        if listener is not None or on_assigned or on_revoked or on_lost:
+            built = Listener(
+                listener,
+                on_revoked=on_revoked,
+                on_assigned=on_assigned,
+                on_lost=on_lost,
+                in_thread=True,
+            )
+
+        async def call() -> None:
+            await self._core.subscribe(names, built, pattern=pattern)
+
+        self._loop.run(call)
 
     def subscription(self) -> set[str]:
         """The subscribed topics (empty when not subscribed)."""
@@ -1380,6 +2053,44 @@ class Consumer(ClosesOnExit):
         cannot answer."""
         return self._loop.run(self._core.end_offsets, list(partitions))
 
+    # ------------------------------------------------------------------ commits
+
+    def commit(self, offsets: Mapping[tuple[str, int], int] | None = None) -> None:
+        """Commit offsets to the group and wait: ``offsets`` maps (topic, partition) to
+        the offset of the next record to read; None (the default) commits the position of
+        every assigned partition (everything ``poll`` returned). Raises
+        ``CommitFailedError`` when a rebalance took the partitions (nothing committed),
+        ``IllegalStateError`` without a ``group_id``; see ``AsyncConsumer.commit``.
+        Example: ``consumer.commit({("orders", 0): record.offset + 1})``."""
+        todo = None if offsets is None else dict(offsets)
+        self._loop.run(self._core.commit, todo)
+
+    def commit_async(
+        self,
+        offsets: Mapping[tuple[str, int], int] | None = None,
+        callback: CommitCallback | None = None,
+    ) -> None:
+        """Commit in the background (by default the positions as of now), in order with
+        other commits; ``callback(offsets, error)`` runs in a worker thread once answered
+        (``error`` None on success). Raises ``IllegalStateError`` without a ``group_id``."""
+        todo = None if offsets is None else dict(offsets)
+
+        def start() -> None:
+            self._core._commit_async(todo, callback, in_thread=True)
+
+        self._call(start)
+
+    @overload
+    def committed(self, partition: tuple[str, int], /) -> int | None: ...
+    @overload
+    def committed(self, topic: str, partition: int, /) -> int | None: ...
+    def committed(self, *args: object) -> int | None:
+        """The group's committed offset of a partition (None when none is committed):
+        ``committed(("orders", 0))`` or ``committed("orders", 0)``. Raises
+        ``IllegalStateError`` without a ``group_id``."""
+        _position_args(args)  # argument errors in the caller's thread
+        return self._loop.run(self._core.committed, *args)
+
     # ------------------------------------------------------------------ pause, lag
 
     def pause(self, *partitions: object) -> None:
@@ -1435,9 +2146,11 @@ class Consumer(ClosesOnExit):
             ):
                 return
 
-    def close(self) -> None:
-        """Stop fetching, close the connections and the loop thread. Idempotent; later
-        calls raise ``ClientClosedError``."""
+    def close(self, timeout_ms: int = 30_000) -> None:
+        """Leave the group cleanly (in a group: commit with auto-commit, the listener's
+        revoked callback, LEAVE_GROUP; see ``AsyncConsumer.aclose``, at most
+        ``timeout_ms``), then stop fetching, close the connections and the loop thread.
+        Idempotent; later calls raise ``ClientClosedError``."""
         if self._closed:
             return
         self._closed = True
@@ -1447,7 +2160,16 @@ class Consumer(ClosesOnExit):
             core.close()
             core.cluster.close()
 
+        async def leave() -> None:
+            await core.aclose(timeout_ms)
+
         try:
-            self._loop.run_sync_soon(stop)
+            if core.group_id is not None:
+                self._loop.run(leave)
+        except RaftlogError as exc:  # the loop is gone already: nothing to leave
+            log.info("event=consumer_close_failed error=%r", exc)
         finally:
-            self._loop.close()
+            try:
+                self._loop.run_sync_soon(stop)
+            finally:
+                self._loop.close()

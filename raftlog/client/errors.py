@@ -74,6 +74,19 @@ class ProtocolError(ClientError):
     code = ErrorCode.INVALID_REQUEST
 
 
+class CommitFailedError(RaftlogError):
+    """An offset commit the group coordinator refused because this member no longer owns
+    the partitions (a rebalance moved them, or the member was dropped from the group):
+    nothing was committed, and the records after the last successful commit will be read
+    again by the partitions' next owner. ``code`` says why (ILLEGAL_GENERATION,
+    UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS, FENCED_INSTANCE_ID, NOT_OWNER). The consumer
+    rejoins the group at its next ``poll``; Kafka's CommitFailedException."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.ILLEGAL_GENERATION) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def broker_error(code: ErrorCode, message: str | None, what: str) -> BrokerError:
     """A ``BrokerError`` for ``code`` about ``what`` ("topic 'x' partition 3"), with the
     broker's message when it gave one and a hint for the common cases."""

@@ -339,7 +339,8 @@ def test_subscribe_to_a_topic_created_later() -> None:
         assert [(r.partition, r.value) for r in got] == [(1, b"hello")]
 
 
-def test_subscribe_with_a_group_id_says_groups_are_not_there_yet() -> None:
+def test_subscribe_with_a_group_id_to_brokers_without_groups_is_a_clear_error() -> None:
+    """The fake broker does not serve the group protocol: subscribe says so at once."""
     with running_fake_cluster() as fake:
         fake.call(fake.create_topic, "t", 1)
         with Consumer(fake.bootstrap, group_id="billing") as consumer:

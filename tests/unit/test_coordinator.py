@@ -199,3 +199,34 @@ async def test_more_partitions_rebalance_and_a_new_coordinator_rebuilds() -> Non
         (a2,) = await join_all(c2, [join_req(a.member_id, client_id="a")])
         assert await owned(c2, a2) == [0, 1, 2]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_waiting_joiner_outlives_its_session_and_a_silent_member_is_dropped() -> None:
+    """B joins while A (still heartbeating, never rejoining) holds everything: B waits in
+    JOIN_GROUP past its own session timeout without being expired, and the phase ends at
+    the rebalance timeout with A dropped."""
+    bridge = ModelBridge()
+    topic(bridge, "t", 2)
+    async with trio.open_nursery() as nursery:
+        c, _ = await started(bridge, nursery)
+        (a,) = await join_all(c, [join_req(client_id="a", session=1000, rebalance=2500)])
+        await owned(c, a)
+
+        async def heartbeats() -> None:  # alive, but never rejoins
+            while True:
+                try:
+                    await c.heartbeat(HeartbeatRequest("g", a.generation, a.member_id))
+                except GroupError as e:
+                    if e.code != ErrorCode.REBALANCE_IN_PROGRESS:
+                        return
+                await trio.sleep(0.2)
+
+        nursery.start_soon(heartbeats)
+        start = trio.current_time()
+        b = await c.join(join_req(client_id="b", session=1000, rebalance=2500))
+        waited = trio.current_time() - start
+        assert 2.0 < waited < 4.0, waited  # the rebalance timeout, not b's 1 s session
+        assert b.generation == 2
+        assert await owned(c, b) == [0, 1]
+        assert sorted(c.describe_for_tests()["g"][2]) == [b.member_id]
+        nursery.cancel_scope.cancel()
