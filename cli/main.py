@@ -6,7 +6,10 @@ none is a placeholder.
 
 from __future__ import annotations
 
+import sys
+
 import typer
+from raftlog.cli.common import Globals
 
 import raftlog
 
@@ -26,10 +29,43 @@ from raftlog.cli import node  # noqa: E402
 
 app.add_typer(node.app, name="node")
 
+from raftlog.cli import cluster, group  # noqa: E402
+
+app.add_typer(cluster.app, name="cluster")
+app.add_typer(group.app, name="group")
+
+from raftlog.cli import consume, produce, topic  # noqa: E402
+
+app.add_typer(topic.app, name="topic")
+app.command("produce")(produce.produce)
+app.command("consume")(consume.consume)
+
 
 @app.callback()
-def _root() -> None:
+def _root(
+    ctx: typer.Context,
+    brokers: str = typer.Option(
+        None,
+        "--brokers",
+        "-b",
+        envvar="RAFTLOG_BROKERS",
+        help="HOST:PORT[,HOST:PORT...] of brokers to start from (default: the current "
+        "profile, else 127.0.0.1:9092).",
+    ),
+    profile: str = typer.Option(
+        None,
+        "--profile",
+        envvar="RAFTLOG_PROFILE",
+        help="Profile to take the brokers from (written by 'raftlog cluster up').",
+    ),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Tracebacks and debug logs."),
+) -> None:
     """raftlog: a distributed commit log in the model of Apache Kafka."""
+    ctx.obj = Globals(brokers=brokers, profile=profile, verbose=verbose)
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
 
 
 @app.command()
