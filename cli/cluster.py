@@ -69,7 +69,9 @@ DEMO_PARTITIONS = 3
 DEMO_GROUP = "demo-readers"
 
 app = typer.Typer(
-    help="A local cluster on this machine: up, status, logs, down.", no_args_is_help=True
+    help="A local cluster on this machine: up, status, logs, down.\n\n"
+    "Example:\n\n    raftlog cluster up --nodes 3 && raftlog cluster status",
+    no_args_is_help=True,
 )
 
 

@@ -23,7 +23,9 @@ from raftlog.cli.common import (
 )
 
 app = typer.Typer(
-    help="List, describe, reset the offsets of and delete consumer groups.", no_args_is_help=True
+    help="List, describe, reset the offsets of and delete consumer groups.\n\n"
+    "Example:\n\n    raftlog group describe billing",
+    no_args_is_help=True,
 )
 
 

@@ -19,7 +19,11 @@ import typer
 from raftlog.config import load_broker_config
 from raftlog.errors import InvalidConfigError
 
-app = typer.Typer(help="Run and inspect a raftlog broker (one per host).", no_args_is_help=True)
+app = typer.Typer(
+    help="Run and inspect a raftlog broker (one per host).\n\n"
+    "Example:\n\n    raftlog node start --id 1 --listen 127.0.0.1:9092",
+    no_args_is_help=True,
+)
 
 LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 

@@ -25,7 +25,9 @@ from raftlog.cli.common import (
 from raftlog.errors import ErrorCode, RaftlogError
 
 app = typer.Typer(
-    help="Create, list, describe, reconfigure, grow and delete topics.", no_args_is_help=True
+    help="Create, list, describe, reconfigure, grow and delete topics.\n\n"
+    "Example:\n\n    raftlog topic create orders -p 4 -r 3",
+    no_args_is_help=True,
 )
 
 DEFAULT_REPLICATION_MAX = 3
