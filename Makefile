@@ -6,14 +6,14 @@ STAMP := $(VENV)/.installed
 SEEDS ?= 1000
 SEED_START ?= 0
 
-.PHONY: help install run test test-all lint format typecheck bench bench-storage bench-metadata bench-client bench-failover bench-rebalance test-sim rewrite clean
+.PHONY: help install run test test-all lint format typecheck bench bench-storage bench-metadata bench-client bench-failover bench-rebalance bench-throughput test-sim rewrite clean
 
 help:
 	@echo "make run            install into .venv, start a 3-node cluster with a demo topic (Ctrl-C stops it)"
 	@echo "make test           install and run the test suite (what CI runs)"
 	@echo "make test-all       also the slow tests"
 	@echo "make test-sim       SEEDS=N SEED_START=S: many simulator seeds"
-	@echo "make lint | typecheck | rewrite | bench (= bench-storage bench-metadata bench-client bench-failover bench-rebalance)"
+	@echo "make lint | typecheck | rewrite | bench (= bench-storage bench-metadata bench-client bench-failover bench-rebalance bench-throughput)"
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -64,7 +64,10 @@ bench-failover: $(STAMP)
 bench-rebalance: $(STAMP)
 	$(BIN)/python -m bench.rebalance
 
-bench: bench-storage bench-metadata bench-client bench-failover bench-rebalance
+bench-throughput: $(STAMP)
+	$(BIN)/python -m bench.throughput
+
+bench: bench-storage bench-metadata bench-client bench-failover bench-rebalance bench-throughput
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
