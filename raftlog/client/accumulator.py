@@ -28,12 +28,13 @@ Rules it keeps:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from raftlog.client.errors import BufferFullError, ClientClosedError, RequestTimedOutError
 from raftlog.client.partitioner import StickyPartitions
@@ -43,6 +44,8 @@ from raftlog.storage.records import Record
 RECORD_OVERHEAD_BYTES = 24
 """Per-record framing in a batch, an upper bound for small records (varints, attributes)."""
 BATCH_OVERHEAD_BYTES = 61
+
+log = logging.getLogger("raftlog.client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,20 +62,176 @@ class ResultTimeoutError(RequestTimedOutError, TimeoutError):
     """``SendFuture.result(timeout)`` returned before the send finished (it goes on)."""
 
 
-class SendFuture(Future[RecordMetadata]):
-    """A ``concurrent.futures.Future`` of a ``RecordMetadata``; ``result(timeout)`` raises
-    ``ResultTimeoutError`` (a ``RaftlogError`` and a ``TimeoutError``) when it is not done."""
+_Callback = tuple[Callable[[Any], object], object]
+"""A done callback and what it is called with (a record's ``SendFuture``)."""
 
-    def result(self, timeout: float | None = None) -> RecordMetadata:
-        try:
-            return super().result(timeout)
-        except TimeoutError as exc:
-            if isinstance(exc, RaftlogError):
-                raise
+
+def _call(fn: Callable[[Any], object], arg: object) -> None:
+    """Run a done callback; what it raises is logged (as ``concurrent.futures`` does)."""
+    try:
+        fn(arg)
+    except Exception:
+        log.exception("exception calling callback for %r", arg)
+
+
+class BatchCompletion:
+    """The outcome of one batch, shared by the ``SendFuture`` of each of its records.
+
+    Created with the batch; completed once, in the thread that learns the outcome (the
+    sender's), by ``complete`` (offsets) or ``fail`` (an error). Waiters block on one
+    ``threading.Event``; callbacks registered by the records' futures run after it is set,
+    in the completing thread. Thread-safe."""
+
+    __slots__ = (
+        "_callbacks",
+        "_event",
+        "_lock",
+        "append_time_ms",
+        "base_offset",
+        "done",
+        "error",
+        "partition",
+        "records",
+        "timestamps",
+        "topic",
+    )
+
+    def __init__(self, topic: str, partition: int, records: list[Record]) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.records: list[Record] | None = records
+        """The batch's records while it is pending (dropped once it is done)."""
+        self.base_offset = -1
+        self.append_time_ms = -1
+        self.timestamps: list[int] | None = None
+        """The records' own timestamps, kept when the broker did not stamp the batch."""
+        self.error: BaseException | None = None
+        self.done = False
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list[_Callback] | None = []
+
+    def pending_records(self) -> int:
+        """How many records wait on the batch (0 once it is done)."""
+        records = self.records
+        return 0 if records is None else len(records)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the batch is done; False when ``timeout`` s passed first."""
+        return self.done or self._event.wait(timeout)
+
+    def complete(self, base_offset: int, append_time_ms: int) -> bool:
+        """The batch was written at ``base_offset`` (-1: unknown, acks=0), stamped with
+        ``append_time_ms`` (-1: each record keeps its own timestamp). False if already done."""
+        with self._lock:
+            if self.done:
+                return False
+            self.base_offset = base_offset
+            self.append_time_ms = append_time_ms
+            if append_time_ms < 0 and self.records is not None:
+                self.timestamps = [r.timestamp_ms or -1 for r in self.records]
+            callbacks = self._settle()
+        self._notify(callbacks)
+        return True
+
+    def fail(self, error: BaseException) -> bool:
+        """The batch failed with ``error``. False if it was already done."""
+        with self._lock:
+            if self.done:
+                return False
+            self.error = error
+            callbacks = self._settle()
+        self._notify(callbacks)
+        return True
+
+    def _settle(self) -> list[_Callback]:
+        """(Under the lock) mark the batch done; returns the callbacks to run."""
+        self.records = None
+        self.done = True
+        callbacks, self._callbacks = self._callbacks, None
+        return callbacks or []
+
+    def _notify(self, callbacks: list[_Callback]) -> None:
+        self._event.set()
+        for fn, arg in callbacks:
+            _call(fn, arg)
+
+    def add_done_callback(self, fn: Callable[[Any], object], arg: object = None) -> None:
+        """Call ``fn(arg)`` once the batch is done: in the completing thread, after waiters
+        are woken, or at once (in this thread) when it is already done."""
+        with self._lock:
+            if self._callbacks is not None:
+                self._callbacks.append((fn, arg))
+                return
+        _call(fn, arg)
+
+    def metadata(self, index: int) -> RecordMetadata:
+        """Where the batch's record ``index`` was written (the batch succeeded)."""
+        base = self.base_offset
+        offset = base + index if base >= 0 else -1
+        ts = self.append_time_ms
+        if ts < 0:
+            ts = self.timestamps[index] if self.timestamps is not None else -1
+        return RecordMetadata(self.topic, self.partition, offset, ts or -1)
+
+
+class SendFuture:
+    """Where one sent record was written, once its batch is done: a light future with the
+    ``concurrent.futures.Future`` API (``result``, ``exception``, ``done``,
+    ``add_done_callback``...). ``result(timeout)`` raises ``ResultTimeoutError`` (a
+    ``RaftlogError`` and a ``TimeoutError``) when it is not done in time. A queued send
+    cannot be cancelled. Callbacks run in the thread that completes the record's batch (the
+    producer's loop), or at once in the caller's thread when it is already done."""
+
+    __slots__ = ("_batch", "_index")
+
+    def __init__(self, batch: BatchCompletion, index: int) -> None:
+        self._batch = batch
+        self._index = index
+
+    def __repr__(self) -> str:
+        b = self._batch
+        state = "pending" if not b.done else "failed" if b.error is not None else "done"
+        return f"<SendFuture {state} topic={b.topic!r} partition={b.partition} #{self._index}>"
+
+    def _wait(self, timeout: float | None) -> BatchCompletion:
+        batch = self._batch
+        if not batch.wait(timeout):
             raise ResultTimeoutError(
                 f"the send is not acknowledged yet after {timeout} s; it goes on in the "
                 "background (call result() again, or flush())"
-            ) from None
+            )
+        return batch
+
+    def result(self, timeout: float | None = None) -> RecordMetadata:
+        """The record's ``RecordMetadata``, waiting up to ``timeout`` s (None: no limit);
+        raises what the send failed with, or ``ResultTimeoutError``."""
+        batch = self._wait(timeout)
+        if batch.error is not None:
+            raise batch.error
+        return batch.metadata(self._index)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """What the send failed with (None: it succeeded), waiting up to ``timeout`` s;
+        ``ResultTimeoutError`` when it is not done in time."""
+        return self._wait(timeout).error
+
+    def done(self) -> bool:
+        return self._batch.done
+
+    def running(self) -> bool:
+        return not self._batch.done
+
+    def cancel(self) -> bool:
+        """A queued send cannot be cancelled: always False."""
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def add_done_callback(self, fn: Callable[[SendFuture], object]) -> None:
+        """Call ``fn(self)`` when the record's batch is done (at once if it is)."""
+        self._batch.add_done_callback(fn, self)
 
 
 def record_bytes(record: Record) -> int:
@@ -95,8 +254,9 @@ class ProducerBatch:
     partition: int
     created_s: float
     deadline_s: float
-    records: list[Record] = field(default_factory=list)
-    futures: list[Future[RecordMetadata]] = field(default_factory=list)
+    records: list[Record]
+    completion: BatchCompletion
+    """The outcome its records' futures wait on."""
     size_bytes: int = BATCH_OVERHEAD_BYTES
     sealed: bool = False
     attempts: int = 0
@@ -161,7 +321,7 @@ class RecordAccumulator:
         self._sequences: dict[tuple[str, int], _Sequence] = {}
         self.on_release: Callable[[], None] | None = None
         """Called (in the sender's thread) when a batch frees its bytes (AsyncProducer)."""
-        self._incomplete: set[Future[RecordMetadata]] = set()
+        self._incomplete: set[BatchCompletion] = set()
         self._used_bytes = 0
         self._flushing = 0
         self._closed = False
@@ -185,8 +345,6 @@ class RecordAccumulator:
                 f"a record of about {size} bytes does not fit the producer's "
                 f"{self.buffer_bytes}-byte buffer; raise buffer_bytes or send smaller records"
             )
-        future = SendFuture()
-        future.set_running_or_notify_cancel()  # a queued send cannot be cancelled
         with self._cond:
             deadline = time.monotonic() + max_block_ms / 1000
             while self._used_bytes + size > self.buffer_bytes and not self._closed:
@@ -205,14 +363,18 @@ class RecordAccumulator:
             wake = False
             if batch is None or (batch.records and batch.size_bytes + size > self.batch_bytes):
                 now = time.monotonic()
-                batch = ProducerBatch(topic, partition, now, now + self.delivery_timeout_s)
+                records: list[Record] = []
+                completion = BatchCompletion(topic, partition, records)
+                batch = ProducerBatch(
+                    topic, partition, now, now + self.delivery_timeout_s, records, completion
+                )
                 queue.append(batch)
+                self._incomplete.add(completion)
                 wake = True
+            future = SendFuture(batch.completion, len(batch.records))
             batch.records.append(record)
-            batch.futures.append(future)
             batch.size_bytes += size
             self._used_bytes += size
-            self._incomplete.add(future)
             if batch.size_bytes >= self.batch_bytes:
                 wake = True
             return future, wake
@@ -327,7 +489,7 @@ class RecordAccumulator:
             return any(o < batch.order for o in seq.open_orders)
 
     def release(self, batch: ProducerBatch, *, in_flight: bool = True, acked: bool = False) -> None:
-        """Forget a finished batch (its futures are being completed): frees its bytes.
+        """Forget a finished batch (its completion is being set): frees its bytes.
         ``acked``: the cluster wrote it (its partition may pipeline again)."""
         with self._cond:
             tp = (batch.topic, batch.partition)
@@ -340,12 +502,13 @@ class RecordAccumulator:
                     seq.acked = True
                     seq.cautious = False
             self._used_bytes -= batch.size_bytes - BATCH_OVERHEAD_BYTES
-            self._incomplete.difference_update(batch.futures)
+            self._incomplete.discard(batch.completion)
             self._cond.notify_all()
         if self.on_release is not None:
             self.on_release()
 
-    def incomplete(self) -> list[Future[RecordMetadata]]:
+    def incomplete(self) -> list[BatchCompletion]:
+        """The completions of the batches not released yet (queued or in flight)."""
         with self._cond:
             return list(self._incomplete)
 

@@ -24,7 +24,7 @@ from typing import Any, Self
 
 import trio
 
-from raftlog.client.accumulator import RecordMetadata, SendFuture
+from raftlog.client.accumulator import BatchCompletion, RecordMetadata, SendFuture
 from raftlog.client.cluster import Cluster
 from raftlog.client.errors import BufferFullError, ClientClosedError, RequestTimedOutError
 from raftlog.client.producer import (
@@ -57,6 +57,17 @@ class Delivery:
 
     def __await__(self) -> Generator[Any, None, RecordMetadata]:
         return self.wait().__await__()
+
+
+async def _wait_batches(pending: Sequence[BatchCompletion]) -> None:
+    """Wait (in trio) until every batch of ``pending`` is done; the sender completes them
+    in this same trio thread."""
+    for completion in pending:
+        if completion.done:
+            continue
+        event = trio.Event()
+        completion.add_done_callback(trio.Event.set, event)
+        await event.wait()
 
 
 class AsyncProducer:
@@ -168,13 +179,12 @@ class AsyncProducer:
         self._acc.begin_flush()
         try:
             sender.wake()
-            pending = [Delivery(f) for f in self._acc.incomplete()]  # type: ignore[arg-type]
+            pending = self._acc.incomplete()
             with trio.move_on_after(float("inf") if timeout is None else timeout):
-                for d in pending:
-                    await d._event.wait()
+                await _wait_batches(pending)
         finally:
             self._acc.end_flush()
-        left = sum(1 for d in pending if not d.done())
+        left = sum(c.pending_records() for c in pending if not c.done)
         if left:
             raise RequestTimedOutError(
                 f"flush: {left} record(s) still unacknowledged after {timeout} s"
@@ -190,17 +200,13 @@ class AsyncProducer:
             timeout = self._settings.delivery_timeout_ms / 1000
         self._acc.close()
         sender.wake()
-        pending = [Delivery(f) for f in self._acc.incomplete()]  # type: ignore[arg-type]
+        pending = self._acc.incomplete()
         with trio.move_on_after(timeout):
-            for d in pending:
-                await d._event.wait()
+            await _wait_batches(pending)
         self._closed = True
         error = ClientClosedError("the producer was closed before the record was sent")
         for batch in self._acc.abandon():
             self._acc.release(batch, in_flight=False)
-            for future in batch.futures:
-                if not future.done():
-                    future.set_exception(error)
-        for future in self._acc.incomplete():
-            if not future.done():
-                future.set_exception(error)
+            batch.completion.fail(error)
+        for completion in self._acc.incomplete():
+            completion.fail(error)  # no-op when already done

@@ -39,7 +39,6 @@ import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,9 +46,9 @@ import trio
 
 from raftlog.client._loop import ClosesOnExit, LoopThread
 from raftlog.client.accumulator import (
+    BatchCompletion,
     ProducerBatch,
     RecordAccumulator,
-    RecordMetadata,
     SendFuture,
 )
 from raftlog.client.cluster import ClientConfig, Cluster
@@ -354,10 +353,8 @@ class Sender:
 
     def _complete(self, batch: ProducerBatch, base_offset: int, append_time_ms: int) -> None:
         self.acc.release(batch, acked=True)
-        for i, (record, future) in enumerate(zip(batch.records, batch.futures, strict=True)):
-            offset = base_offset + i if base_offset >= 0 else -1
-            ts = append_time_ms if append_time_ms >= 0 else record.timestamp_ms
-            future.set_result(RecordMetadata(batch.topic, batch.partition, offset, ts or -1))
+        # each record's metadata (base offset + its index) is computed when asked for
+        batch.completion.complete(base_offset, append_time_ms)
 
     def _fail(self, batch: ProducerBatch, exc: RaftlogError, *, in_flight: bool = True) -> None:
         self.acc.release(batch, in_flight=in_flight)
@@ -374,8 +371,7 @@ class Sender:
             len(batch.records),
             exc.code.name,
         )
-        for future in batch.futures:
-            future.set_exception(exc)
+        batch.completion.fail(exc)
 
 
 @dataclass(frozen=True)
@@ -476,6 +472,17 @@ def choose_partition(
     return acc.sticky_partition(topic, count)
 
 
+def _wait_batches(pending: Sequence[BatchCompletion], timeout: float | None) -> int:
+    """Wait until every batch of ``pending`` is done, at most ``timeout`` s in all (None: no
+    limit); returns how many of their records are still pending."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for completion in pending:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not completion.wait(remaining):
+            break
+    return sum(c.pending_records() for c in pending if not c.done)
+
+
 class Producer(ClosesOnExit):
     """A blocking producer. ``send`` returns at once with a ``SendFuture``.
 
@@ -561,12 +568,12 @@ class Producer(ClosesOnExit):
         try:
             self._loop.run_sync_soon(self._sender.wake)
             pending = self._acc.incomplete()
-            _, not_done = wait_futures(pending, timeout)
+            left = _wait_batches(pending, timeout)
         finally:
             self._acc.end_flush()
-        if not_done:
+        if left:
             raise RequestTimedOutError(
-                f"flush: {len(not_done)} record(s) still unacknowledged after {timeout} s"
+                f"flush: {left} record(s) still unacknowledged after {timeout} s"
             )
 
     def close(self, timeout: float | None = None) -> None:
@@ -580,16 +587,13 @@ class Producer(ClosesOnExit):
         self._acc.close()
         try:
             self._loop.run_sync_soon(self._sender.wake)
-            wait_futures(self._acc.incomplete(), timeout)
+            _wait_batches(self._acc.incomplete(), timeout)
         finally:
             error = ClientClosedError("the producer was closed before the record was sent")
             for batch in self._acc.abandon():
                 self._acc.release(batch, in_flight=False)
-                for future in batch.futures:
-                    if not future.done():
-                        future.set_exception(error)
+                batch.completion.fail(error)
             self._loop.run_sync_soon(self._sender.cluster.close)
             self._loop.close()
-            for future in self._acc.incomplete():
-                if not future.done():
-                    future.set_exception(error)
+            for completion in self._acc.incomplete():
+                completion.fail(error)  # no-op when already done

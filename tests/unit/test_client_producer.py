@@ -11,9 +11,11 @@ import pytest
 from raftlog.client import (
     BrokerError,
     BufferFullError,
+    ClientClosedError,
     DeliveryTimeoutError,
     Producer,
     RecordMetadata,
+    RequestTimedOutError,
     UnknownOutcomeError,
 )
 from raftlog.client.partitioner import partition_for_key
@@ -319,3 +321,22 @@ def test_idempotent_pipelining_keeps_order_and_writes_once_through_errors() -> N
         assert offsets == list(range(1500))
         assert fake.call(fake.values, "t", 0) == [(i, f"{i}".encode()) for i in range(1500)]
         assert fake.max_pipelined > 1, "batches of one partition were never pipelined"
+
+
+def test_flush_timeout_counts_the_pending_records_and_close_fails_them() -> None:
+    with running_fake_cluster() as fake:
+        fake.call(fake.create_topic, "t", 2)
+        fake.delay_ms[ApiKey.PRODUCE] = 2_000
+        producer = Producer(fake.bootstrap, linger_ms=1)
+        futures = [producer.send("t", b"x", partition=i % 2) for i in range(6)]
+        called: list[tuple[object, bool]] = []
+        futures[0].add_done_callback(lambda f: called.append((f, f.done())))
+        with pytest.raises(RequestTimedOutError, match="flush: 6 record"):
+            producer.flush(0.1)
+        assert called == []
+        producer.close(timeout=0.1)
+        for future in futures:
+            with pytest.raises(ClientClosedError):
+                future.result(0)
+            assert isinstance(future.exception(0), ClientClosedError)
+        assert called == [(futures[0], True)]
