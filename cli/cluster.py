@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+
 from raftlog.cli.common import (
     CliError,
     brokers,

@@ -38,6 +38,7 @@ from types import FrameType
 from typing import Any
 
 import typer
+
 from raftlog.cli.common import CliError, brokers, note, reported
 from raftlog.cli.produce import unescape
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import typer
+
 from raftlog.cli.common import (
     CliError,
     check_output,

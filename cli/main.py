@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 
 import typer
-from raftlog.cli.common import Globals
 
 import raftlog
+from raftlog.cli.common import Globals
 
 app = typer.Typer(
     name="raftlog",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import typer
+
 from raftlog.cli.common import CliError, brokers, note, reported
 from raftlog.cli.topic import parse_pairs
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import typer
+
 from raftlog.cli.common import (
     CliError,
     brokers,
@@ -21,7 +22,6 @@ from raftlog.cli.common import (
     show_table,
     with_admin,
 )
-
 from raftlog.errors import ErrorCode, RaftlogError
 
 app = typer.Typer(

@@ -104,6 +104,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import trio
+
 from raftlog.scenarios.proxy_control import (
     CONTROL_LINE_MAX,
     MAX_CONTROL_SESSIONS,
@@ -147,7 +148,6 @@ from raftlog.scenarios.proxy_routes import (
     make_route,
     make_routes,
 )
-
 from raftlog.wire.frames import DEFAULT_MAX_FRAME_BYTES as WIRE_MAX_FRAME_BYTES
 
 __all__ = [

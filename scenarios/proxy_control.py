@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self, cast
 
 import trio
+
 from raftlog.scenarios.proxy_faults import Direction, _check_bool
 from raftlog.scenarios.proxy_pump import _STREAM_ERRORS, READ_BYTES
 from raftlog.scenarios.proxy_routes import HOST, _check_loopback, _check_port

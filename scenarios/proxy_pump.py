@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import trio
+
 from raftlog.scenarios.proxy_faults import _DirectionState
 
 log = logging.getLogger("raftlog.proxy")

@@ -10,9 +10,9 @@ import socket
 from pathlib import Path
 
 import pytest
-from raftlog.cli.main import app
 from typer.testing import CliRunner
 
+from raftlog.cli.main import app
 from raftlog.client import Admin
 from raftlog.testing.procs import free_port_blocks, wait_until
 from tests.cli.cluster_helpers import (

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from raftlog.cli.node import fetch_health
 
+from raftlog.cli.node import fetch_health
 from raftlog.client import Admin, Consumer, Producer
 from raftlog.testing.procs import ProcessGroup, free_port_blocks, wait_until
 from tests.cli.cluster_helpers import RAFTLOG, cli_env, run_cli

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import typer.main
-from raftlog.cli.main import app
 from typer.testing import CliRunner
+
+from raftlog.cli.main import app
 
 
 def command_paths() -> list[list[str]]:

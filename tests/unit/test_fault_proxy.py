@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from raftlog.scenarios.proxy import (
     CONTROL_LINE_MAX,
     Direction,
@@ -31,7 +32,6 @@ from raftlog.scenarios.proxy import (
     ProxyControl,
     ProxyControlError,
 )
-
 from raftlog.testing.procs import free_ports
 from raftlog.wire.frames import encode_frame
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from raftlog.scenarios.checkers import (
     CHECK_NAMES,
     MAX_EXAMPLES,
