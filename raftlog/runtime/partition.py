@@ -107,6 +107,17 @@ class PartitionDriver:
         # producer fields of this leader's own proposals not yet written, by offset: spares
         # parsing every pending entry's header again for each proposal
         self._proposed: dict[int, ProducerBatch] = {}
+        hs = store.hard_state()
+        self._logged_vote: tuple[int, int | None] = (
+            int(hs.term),
+            None if hs.vote is None else int(hs.vote),
+        )
+        log.info(
+            "event=raft_open group=%s node=%s term=%d",
+            core.config.group,
+            core.config.node_id,
+            int(core.status.term),
+        )
 
     # ------------------------------------------------------------------ inputs
 
@@ -291,12 +302,21 @@ class PartitionDriver:
             log.error("event=replica_fenced group=%s error=%r", self.core.config.group, e)
             self._fail_all(ProduceError(ErrorCode.KAFKA_STORAGE_ERROR, f"replica fenced: {e}"))
             raise
+        if rd.hard_state is not None:
+            self._log_hard_state(rd.hard_state.term, rd.hard_state.vote)
         if rd.entries or rd.truncate_from is not None or rd.reset_log_start is not None:
             self._track_producers(rd)
         for m in rd.messages_after_persist:
             self.send(m)
         self.core.advance(rd)
         if rd.soft_state is not None:
+            if rd.soft_state.role is Role.LEADER and self.role is not Role.LEADER:
+                log.info(
+                    "event=raft_leader group=%s node=%s term=%d",
+                    self.core.config.group,
+                    self.core.config.node_id,
+                    int(rd.soft_state.term),
+                )
             self.role = rd.soft_state.role
             self.leader = rd.soft_state.leader
             if self.role is not Role.LEADER:
@@ -314,6 +334,22 @@ class PartitionDriver:
         if self.role is not Role.LEADER and self._durable_waiters:
             # acks=1 waiters of a deposed leader: their entries may survive or not
             self._fail(self._durable_waiters, self._unknown("leadership was lost"))
+
+    def _log_hard_state(self, term: int, vote: NodeId | None) -> None:
+        """One structured line per durable change of (term, vote), written after it was
+        persisted: the scenario checkers look for a node voting twice in one term and for
+        a term that went backwards across a restart."""
+        key = (int(term), None if vote is None else int(vote))
+        if key == self._logged_vote:
+            return
+        self._logged_vote = key
+        log.info(
+            "event=raft_hard_state group=%s node=%s term=%d vote=%s",
+            self.core.config.group,
+            self.core.config.node_id,
+            key[0],
+            "-" if key[1] is None else key[1],
+        )
 
     def _resolve(self, waiters: list[_Waiter], upto: int) -> None:
         n = 0
