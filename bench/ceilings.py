@@ -7,7 +7,15 @@
   the GIL while in the kernel), MB/s of bytes received;
 - ``disk_fsync_mbps``: sequential ``os.write`` of one batch then ``os.fsync``, batch after
   batch, into a fresh file under the data folder (``bench.storage.bench_raw_append`` with
-  one fsync per batch).
+  one fsync per batch);
+- ``fsync_latency_ms``: the latency of one small ``os.write`` + ``os.fsync`` (p50, p99),
+  the least an acknowledged record can wait for its disk;
+- ``loopback_rtt_ms``: one request/answer round trip of a small message over a TCP
+  connection on 127.0.0.1 between two Python threads (p50, p99).
+
+The floor of an end-to-end latency with acks=all is fsync + one round trip (replicas fsync
+in parallel, and producer, leader, followers and consumer each add at least a hop); the
+real path has more hops, so the floor is a lower bound, not a target.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ import tempfile
 import threading
 import time
 
-from bench.storage import bench_raw_append, make_batch
+from .figures import percentile
+from .storage import bench_raw_append, make_batch
 
 MiB = 1024 * 1024
 CHUNK = 64 * 1024
@@ -84,6 +93,85 @@ def disk_fsync_mbps(
         shutil.rmtree(sub, ignore_errors=True)
 
 
+def fsync_latency_ms(
+    folder: str, write_bytes: int = 1024, count: int = 200, max_s: float = 5.0
+) -> dict[str, float]:
+    """p50 / p99 / max of ``count`` appends of ``write_bytes`` each followed by ``fsync``, in
+    a fresh file under ``folder`` (stops early after ``max_s`` seconds)."""
+    sub = tempfile.mkdtemp(prefix="ceiling-fsync-", dir=folder)
+    samples: list[float] = []
+    try:
+        fd = os.open(os.path.join(sub, "f"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            data = os.urandom(write_bytes)
+            deadline = time.perf_counter() + max_s
+            for _ in range(count):
+                t0 = time.perf_counter()
+                os.write(fd, data)
+                os.fsync(fd)
+                samples.append((time.perf_counter() - t0) * 1000)
+                if time.perf_counter() > deadline:
+                    break
+        finally:
+            os.close(fd)
+    finally:
+        shutil.rmtree(sub, ignore_errors=True)
+    return _spread(samples)
+
+
+def loopback_rtt_ms(
+    count: int = 2000, message_bytes: int = 128, max_s: float = 5.0
+) -> dict[str, float]:
+    """p50 / p99 / max of ``count`` request/answer round trips over one TCP connection on
+    127.0.0.1 (an echo thread in this process; stops early after ``max_s`` seconds)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def echo() -> None:
+        conn, _ = listener.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with conn:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                conn.sendall(data)
+
+    thread = threading.Thread(target=echo, name="loopback-echo", daemon=True)
+    thread.start()
+    samples: list[float] = []
+    payload = os.urandom(message_bytes)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        deadline = time.perf_counter() + max_s
+        for _ in range(count):
+            t0 = time.perf_counter()
+            sock.sendall(payload)
+            got = 0
+            while got < message_bytes:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("the echo thread closed the connection")
+                got += len(chunk)
+            samples.append((time.perf_counter() - t0) * 1000)
+            if time.perf_counter() > deadline:
+                break
+    thread.join(timeout=5)
+    listener.close()
+    return _spread(samples)
+
+
+def _spread(samples: list[float]) -> dict[str, float]:
+    return {
+        "p50": percentile(samples, 50),
+        "p99": percentile(samples, 99),
+        "max": max(samples),
+        "samples": float(len(samples)),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--mib", type=int, default=256, help="MiB sent over loopback")
@@ -95,6 +183,10 @@ def main() -> None:
     disk = disk_fsync_mbps(args.dir, args.batch_bytes, args.disk_mib * MiB)
     print(f"loopback TCP, one stream, 64 KiB sends: {lo:9.1f} MB/s")
     print(f"disk write+fsync per {args.batch_bytes} B:   {disk:9.1f} MB/s")
+    fs = fsync_latency_ms(args.dir)
+    rtt = loopback_rtt_ms()
+    print(f"write+fsync of 1 KiB:  p50 {fs['p50']:.3f} ms, p99 {fs['p99']:.3f} ms")
+    print(f"loopback round trip:   p50 {rtt['p50']:.3f} ms, p99 {rtt['p99']:.3f} ms")
 
 
 if __name__ == "__main__":

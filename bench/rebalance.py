@@ -1,13 +1,16 @@
-"""Rebalance benchmark: a member joins a consuming group; how long until every member is
-consuming again? One real broker on 127.0.0.1, members in this process (threads).
+"""Rebalance: a member joins a consuming group; how long until every member is consuming
+again? Three real brokers on 127.0.0.1 (the topic RF=3), members in this process
+(threads).
 
-    python -m bench.rebalance [--rounds 5] [--partitions 12] [--members 3]
+    raftlog bench rebalance --rounds 5                (or python -m raftlog.bench.rebalance)
 
-Each round: ``--members`` consumers of group ``bench-<round>`` read a topic of
-``--partitions`` partitions that a producer keeps writing to (keys spread over every
+Each round: ``members`` consumers (3: with the joiner a group of 4) of a fresh group read
+a topic of ``partitions`` partitions that a producer keeps writing to (spread over every
 partition). Once all of them consume, one more member subscribes; the time from that
 ``subscribe`` call until every member (the new one included) has read a record produced
-after the join is the rebalance time. Prints min / median / max over the rounds.
+after the join is the rebalance time: ``rebalance_s``, min / median / max over the rounds
+(goal: <= 1 s). Every wait has a deadline; the background producer sends at most one
+record a millisecond and stops with the group.
 The group's first rebalance waits ``INITIAL_REBALANCE_DELAY_S`` (0.5 s) by design; the
 join of a member to a stable group does not.
 """
@@ -15,27 +18,32 @@ join of a member to a stable group does not.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import statistics
-import sys
-import tempfile
 import threading
 import time
+from dataclasses import asdict, dataclass
 
-from raftlog import Admin, Consumer, Producer
-from raftlog.testing.procs import ProcessGroup, free_port_blocks, wait_until
-from raftlog.testing.wire_client import WireClient
+from raftlog import Consumer, Producer
+from raftlog.testing.procs import wait_until
 
-RAFTLOG = os.path.join(os.path.dirname(sys.executable), "raftlog")
+from .cluster import bench_cluster
+from .run import Run
+
+PRODUCE_INTERVAL_S = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class RebalanceSettings:
+    rounds: int = 5
+    partitions: int = 12
+    members: int = 3  # before the join
 
 
 class Member(threading.Thread):
     """One consumer; ``last_value`` is the largest producer counter it has read."""
 
-    def __init__(self, boot: str, group: str, topic: str) -> None:
+    def __init__(self, bootstrap: list[str], group: str, topic: str) -> None:
         super().__init__(daemon=True)
-        self.consumer = Consumer([boot], group_id=group, auto_offset_reset="latest",
+        self.consumer = Consumer(bootstrap, group_id=group, auto_offset_reset="latest",
                                  session_timeout_ms=6000, heartbeat_interval_ms=1000)  # fmt: skip
         self.topic = topic
         self.last_value = -1
@@ -48,8 +56,66 @@ class Member(threading.Thread):
 
     def close(self) -> None:
         self.stop.set()
-        self.join(10)
+        if self.ident is not None:  # started
+            self.join(10)
         self.consumer.close()
+
+
+def measure(run: Run, s: RebalanceSettings) -> None:
+    run.settings["rebalance"] = {**asdict(s), "group_after_join": s.members + 1}
+    samples: list[float] = []
+    with bench_cluster(run.progress, run.data_dir, "rebalance", run.brokers) as cluster:
+        boot = cluster.bootstrap
+        topic = f"rb-{time.monotonic_ns()}" if cluster.external else "rb"
+        cluster.create_topic(topic, s.partitions)
+        counter = [0]
+        stop = threading.Event()
+
+        def produce() -> None:
+            with Producer(boot, linger_ms=1) as p:
+                while not stop.is_set():
+                    n = counter[0]
+                    p.send(topic, str(n).encode(), partition=n % s.partitions)
+                    counter[0] = n + 1
+                    time.sleep(PRODUCE_INTERVAL_S)
+
+        producer = threading.Thread(target=produce, name="rebalance-producer", daemon=True)
+        producer.start()
+        try:
+            for r in range(s.rounds):
+                group = f"{topic}-bench-{r}"
+                members = [Member(boot, group, topic) for _ in range(s.members)]
+                everyone = list(members)
+                try:
+                    for m in members:
+                        m.consumer.subscribe([topic])
+                        m.start()
+                    mark = counter[0]
+                    wait_until(lambda ms=members, k=mark: all(m.last_value > k for m in ms),
+                               timeout_s=60, what="every member to consume")  # fmt: skip
+                    joiner = Member(boot, group, topic)
+                    everyone.append(joiner)
+                    t0 = time.monotonic()
+                    mark = counter[0]
+                    joiner.consumer.subscribe([topic])
+                    joiner.start()
+                    wait_until(lambda ms=everyone, k=mark: all(m.last_value > k for m in ms),
+                               timeout_s=60, what="everyone consuming after the join")  # fmt: skip
+                    took = time.monotonic() - t0
+                finally:
+                    for m in everyone:
+                        m.close()
+                samples.append(took)
+                run.progress.note(
+                    f"rebalance round {r + 1}/{s.rounds}: {s.members} -> {s.members + 1} "
+                    f"members, all consuming again after {took * 1000:.0f} ms"
+                )
+        except TimeoutError as e:
+            run.abort("rebalance_s", str(e))
+        finally:
+            stop.set()
+            producer.join(10)
+    run.add("rebalance_s", samples)
 
 
 def main() -> None:
@@ -57,64 +123,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--members", type=int, default=3)
+    ap.add_argument("--dir", default=".")
+    ap.add_argument("--json")
     args = ap.parse_args()
-    root = tempfile.mkdtemp(prefix="raftlog-bench-rebalance-", dir=".")
-    port = free_port_blocks(1)[0]
-    boot = f"127.0.0.1:{port}"
-    samples: list[float] = []
-    try:
-        with ProcessGroup(root) as pg:
-            pg.start("node", [RAFTLOG, "node", "start", "--listen", boot,
-                              "--data-dir", os.path.join(root, "data")])  # fmt: skip
-            wait_until(lambda: WireClient("127.0.0.1", port), timeout_s=30, what="the broker")
-            admin = Admin([boot])
-            admin.create_topic("rb", partitions=args.partitions)
-            counter = [0]
-            stop = threading.Event()
-
-            def produce() -> None:
-                with Producer([boot], linger_ms=1) as p:
-                    while not stop.is_set():
-                        n = counter[0]
-                        p.send("rb", str(n).encode(), partition=n % args.partitions)
-                        counter[0] = n + 1
-                        time.sleep(0.001)
-
-            producer = threading.Thread(target=produce, daemon=True)
-            producer.start()
-            for r in range(args.rounds):
-                group = f"bench-{r}"
-                members = [Member(boot, group, "rb") for _ in range(args.members)]
-                for m in members:
-                    m.consumer.subscribe(["rb"])
-                    m.start()
-                mark = counter[0]
-                wait_until(lambda ms=members, k=mark: all(m.last_value > k for m in ms),
-                           timeout_s=60, what="every member to consume")  # fmt: skip
-                joiner = Member(boot, group, "rb")
-                t0 = time.monotonic()
-                mark = counter[0]
-                joiner.consumer.subscribe(["rb"])
-                joiner.start()
-                everyone = [*members, joiner]
-                wait_until(lambda ms=everyone, k=mark: all(m.last_value > k for m in ms),
-                           timeout_s=60, what="everyone consuming after the join")  # fmt: skip
-                took = time.monotonic() - t0
-                samples.append(took)
-                print(f"round {r + 1}: {args.members} -> {args.members + 1} members, "
-                      f"consuming again after {took * 1000:.0f} ms", flush=True)  # fmt: skip
-                for m in everyone:
-                    m.close()
-            stop.set()
-            producer.join(10)
-            admin.close()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    print(
-        f"rebalance (join to everyone consuming), {len(samples)} rounds: "
-        f"min {min(samples) * 1000:.0f} ms, median {statistics.median(samples) * 1000:.0f} ms, "
-        f"max {max(samples) * 1000:.0f} ms"
-    )
+    r = Run(data_dir=args.dir)
+    measure(r, RebalanceSettings(args.rounds, args.partitions, args.members))
+    raise SystemExit(r.finish("raftlog rebalance", args.json))
 
 
 if __name__ == "__main__":

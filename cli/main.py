@@ -40,6 +40,10 @@ app.add_typer(topic.app, name="topic")
 app.command("produce")(produce.produce)
 app.command("consume")(consume.consume)
 
+from raftlog.cli import bench  # noqa: E402
+
+app.add_typer(bench.app, name="bench")
+
 from raftlog.cli import scenario  # noqa: E402
 
 app.add_typer(scenario.app, name="scenario")

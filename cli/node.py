@@ -58,6 +58,19 @@ def start(
     admin_port: int = typer.Option(
         None, "--admin-port", help="Admin HTTP port (default native + 2)."
     ),
+    dial: list[str] = typer.Option(
+        None,
+        "--dial",
+        help="ID@HOST:PORT: reach peer ID's native port at HOST:PORT instead of its --peer "
+        "address, e.g. through a NAT or proxy (repeatable).",
+    ),
+    metadata_dial: list[str] = typer.Option(
+        None,
+        "--metadata-dial",
+        help="ID@HOST:PORT: reach peer ID's metadata port at HOST:PORT instead of its own "
+        "(repeatable); only where this broker's metadata address is the greater string, "
+        "see the BrokerConfig docs.",
+    ),
     config_file: Path = typer.Option(
         None, "--config", help="TOML file with the same settings; flags override it."
     ),
@@ -90,6 +103,8 @@ def start(
                 "cluster_secret_file": cluster_secret_file,
                 "metadata_port": metadata_port,
                 "admin_port": admin_port,
+                "dial": tuple(dial or ()),
+                "metadata_dial": tuple(metadata_dial or ()),
             },
         )
     except (InvalidConfigError, OSError) as e:

@@ -159,9 +159,7 @@ def run(
             view.title = f"{scenario.id} {scenario.name} · seed {seed} · {nodes} brokers"
             try:
                 with view:
-                    result = run_scenario(
-                        scenario, settings, artifacts, say=view.say, stop=stop
-                    )
+                    result = run_scenario(scenario, settings, artifacts, say=view.say, stop=stop)
             except KeyboardInterrupt:
                 stop.set()
                 typer.echo("interrupted: every process started was stopped", err=True)

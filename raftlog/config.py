@@ -235,7 +235,26 @@ class BrokerConfig:
     peers) from ``listen``; the metadata (pysyncobj) port defaults to native + 1 and the
     admin HTTP port to native + 2. ``peers`` lists every member, this one included, with
     the address the others reach it at; the metadata port of a peer is its native port
-    + 1 unless the cluster overrides ``metadata_port`` everywhere alike."""
+    + 1 unless the cluster overrides ``metadata_port`` everywhere alike.
+
+    Dial overrides (``--dial``/``--metadata-dial ID@HOST:PORT``, e.g. through a NAT or the
+    scenario fault proxy) change only where this broker *connects to* a peer; the peer
+    list stays what identifies the members.
+
+    - ``dial``: reach peer ID's native port (partition Raft traffic) at HOST:PORT. Peers
+      authenticate each other by node id and the cluster secret, never by address, so
+      any address that leads to the peer works.
+    - ``metadata_dial``: reach peer ID's metadata port (pysyncobj) at HOST:PORT. pysyncobj
+      knows members only by their address string: for each pair only the member whose
+      own metadata address is the GREATER string dials, announces that address, and the
+      other accepts the connection only when it is in its own member list. The override
+      becomes this broker's member entry for the peer, so it works only when this
+      broker's own metadata address is a greater string than both the override (so this
+      broker dials it) and the peer's real metadata address (so the peer never dials this
+      broker and keeps knowing it by its real address). Anything else is refused with
+      ``InvalidConfigError``. E.g. brokers on 127.0.0.2, 127.0.0.3... and a proxy on
+      127.0.0.1: the higher broker dials the lower one through the proxy.
+    """
 
     node_id: int = 1
     data_dir: str = DEFAULT_DATA_DIR
@@ -248,6 +267,10 @@ class BrokerConfig:
     tick_ms: int = 100
     retention_check_ms: int = 300_000
     """How often retention runs (Kafka's ``log.retention.check.interval.ms``, 5 min)."""
+    dial: tuple[PeerAddress, ...] = ()
+    """Where to reach a peer's native port instead of its ``peers`` address."""
+    metadata_dial: tuple[PeerAddress, ...] = ()
+    """Where to reach a peer's metadata port instead of its real one (see the rule above)."""
 
     def __post_init__(self) -> None:
         if not 100 <= self.retention_check_ms <= 86_400_000:
@@ -283,6 +306,59 @@ class BrokerConfig:
                 raise InvalidConfigError(f"{name} must be 1-65535, got {port}")
         if not 1 <= self.tick_ms <= 10_000:
             raise InvalidConfigError(f"tick_ms must be in 1..10000, got {self.tick_ms}")
+        self._check_dials("dial", self.dial)
+        self._check_dials("metadata_dial", self.metadata_dial)
+        me = next(m for m in self.members if m.node_id == self.node_id)
+        own = self.metadata_address_of(me)
+        for d in self.metadata_dial:
+            real = self.metadata_address_of(self.member(d.node_id))
+            target = f"{d.host}:{d.port}"
+            if not (own > target and own > real):
+                raise InvalidConfigError(
+                    f"metadata_dial {d} cannot work: pysyncobj lets only the member whose "
+                    "metadata address is the greater string dial, so this broker's metadata "
+                    f"address {own!r} must be a greater string than both the override "
+                    f"{target!r} and peer {d.node_id}'s real metadata address {real!r}"
+                )
+
+    def _check_dials(self, name: str, dials: tuple[PeerAddress, ...]) -> None:
+        if not isinstance(dials, tuple) or not all(isinstance(d, PeerAddress) for d in dials):
+            raise InvalidConfigError(f"{name} must be a tuple of PeerAddress")
+        ids = [d.node_id for d in dials]
+        if len(set(ids)) != len(ids):
+            raise InvalidConfigError(f"{name}: one override per peer, got ids {sorted(ids)}")
+        members = {m.node_id for m in self.members}
+        for i in ids:
+            if i == self.node_id:
+                raise InvalidConfigError(f"{name}: {i} is this broker; overrides are for peers")
+            if i not in members:
+                raise InvalidConfigError(
+                    f"{name}: {i} is not a member (members: {sorted(members)}); give --peer "
+                    "for every member and overrides only for other members"
+                )
+
+    def member(self, node_id: int) -> PeerAddress:
+        """The member with id ``node_id`` (``KeyError`` when there is none)."""
+        for m in self.members:
+            if m.node_id == node_id:
+                return m
+        raise KeyError(node_id)
+
+    def dial_address_of(self, peer: PeerAddress) -> tuple[str, int]:
+        """Where this broker connects to ``peer``'s native port: its ``dial`` override,
+        else its ``peers`` address."""
+        for d in self.dial:
+            if d.node_id == peer.node_id:
+                return d.host, d.port
+        return peer.host, peer.port
+
+    def metadata_dial_of(self, peer: PeerAddress) -> str:
+        """This broker's pysyncobj member entry for ``peer``: its ``metadata_dial``
+        override, else its real metadata address."""
+        for d in self.metadata_dial:
+            if d.node_id == peer.node_id:
+                return f"{d.host}:{d.port}"
+        return self.metadata_address_of(peer)
 
     @property
     def advertised(self) -> tuple[str, int]:
@@ -331,15 +407,18 @@ _BROKER_KEYS = {
     "cluster_secret_file": "cluster_secret_file",
     "tick_ms": "tick_ms",
     "retention_check_ms": "retention_check_ms",
+    "dial": "dial",
+    "metadata_dial": "metadata_dial",
 }
 
 
 def load_broker_config(
     toml_text: str | None = None, overrides: Mapping[str, Any] | None = None
 ) -> BrokerConfig:
-    """A ``BrokerConfig`` from a TOML document (keys as in ``_BROKER_KEYS``; ``peers`` a
-    list of ``"ID@HOST:PORT"``), then ``overrides`` (command-line flags, None = not given)
-    on top. Unknown keys and wrong types raise ``InvalidConfigError``."""
+    """A ``BrokerConfig`` from a TOML document (keys as in ``_BROKER_KEYS``; ``peers``,
+    ``dial`` and ``metadata_dial`` lists of ``"ID@HOST:PORT"``), then ``overrides``
+    (command-line flags, None = not given) on top. Unknown keys and wrong types raise
+    ``InvalidConfigError``."""
     import tomllib
 
     fields: dict[str, Any] = {}
@@ -358,11 +437,12 @@ def load_broker_config(
     for key, value in (overrides or {}).items():
         if value is not None and value != ():
             fields[_BROKER_KEYS.get(key, key)] = value
-    if "peers" in fields:
-        peers = fields["peers"]
-        if not isinstance(peers, list | tuple) or not all(isinstance(p, str) for p in peers):
-            raise InvalidConfigError('peers must be a list of "ID@HOST:PORT" strings')
-        fields["peers"] = tuple(PeerAddress.parse(p) for p in peers)
+    for key in ("peers", "dial", "metadata_dial"):
+        if key in fields:
+            peers = fields[key]
+            if not isinstance(peers, list | tuple) or not all(isinstance(p, str) for p in peers):
+                raise InvalidConfigError(f'{key} must be a list of "ID@HOST:PORT" strings')
+            fields[key] = tuple(PeerAddress.parse(p) for p in peers)
     types = {
         "node_id": int,
         "metadata_port": int,

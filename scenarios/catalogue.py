@@ -372,7 +372,7 @@ def s15_flaky_network(nemesis: Nemesis) -> None:
             control.delay(link, rng.uniform(1, 10), rng.uniform(0, 5))
             control.drop(link, rng.uniform(0.005, 0.03))
             control.duplicate(link, rng.uniform(0.005, 0.03))
-            control.reorder(link, rng.uniform(0.01, 0.05), 1, 50)
+            control.reorder(link, rng.uniform(0.01, 0.05), 1, hold_ms=50)
         for link in meta:
             control.delay(link, rng.uniform(1, 10), rng.uniform(0, 5))
         slow = rng.choice(cluster.ids)

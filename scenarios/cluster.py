@@ -47,12 +47,14 @@ from raftlog.scenarios.history import (
     Vote,
 )
 from raftlog.scenarios.proxy_control import ProxyControl
+from raftlog.storage.failure import DISK_FAILURE_EXIT
 from raftlog.storage.files import apply_power_loss
 from raftlog.testing.procs import free_port_blocks, free_ports, wait_until
 
 PROXY_HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
+MEMORY_AFTER_S = 8.0
 
 
 def broker_host(node_id: int) -> str:
@@ -73,6 +75,7 @@ class BrokerNode:
     paused: bool = False
     killed_by_us: bool = False
     exit_recorded: bool = False
+    started_at: float = 0.0
     logs: list[Path] = field(default_factory=list)
 
     @property
@@ -248,6 +251,7 @@ class ScenarioCluster:
             node.paused = False
             node.killed_by_us = False
             node.exit_recorded = False
+            node.started_at = time.monotonic()
             self.say(f"broker {i} started (life {node.life}, pid {node.proc.pid})")
 
     def health(self, i: int, timeout_s: float = 2.0) -> dict[str, Any] | None:
@@ -389,12 +393,26 @@ class ScenarioCluster:
             for node in self.nodes.values():
                 ended = node.proc is not None and node.proc.poll() is not None
                 if ended and not node.exit_recorded:
+                    if self._halted_by_injected_disk_fault(node):
+                        node.killed_by_us = True
+                        self.say(f"broker {node.node_id} halted on its injected disk fault")
                     if not node.killed_by_us:
                         died.append(node.node_id)
                     self._record_exit(node)
         return died
 
     # ------------------------------------------------------------------ disk and clock faults
+
+    def _halted_by_injected_disk_fault(self, node: BrokerNode) -> bool:
+        """The broker's fail-stop on a disk error (exit 74) while we inject one: the
+        documented answer to the fault (raftlog/storage/failure.py), not a crash."""
+        if node.proc is None or node.proc.returncode != DISK_FAILURE_EXIT:
+            return False
+        try:
+            faults = json.loads(node.disk_faults.read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(faults, dict) and any(v for v in faults.values())
 
     def set_disk_faults(self, i: int, faults: dict[str, Any] | None) -> None:
         path = self.nodes[i].disk_faults
@@ -477,9 +495,11 @@ class ScenarioCluster:
     # ------------------------------------------------------------------ observation
 
     def sample_memory(self) -> None:
+        """Each running broker's RSS, once it is past start-up (imports and recovery make
+        the first seconds of a life no baseline for growth)."""
         now = time.monotonic()
         for node in self.nodes.values():
-            if node.alive() and node.proc is not None:
+            if node.alive() and node.proc is not None and now - node.started_at >= MEMORY_AFTER_S:
                 rss = _rss_bytes(node.proc.pid)
                 if rss:
                     self.record(MemorySample(node.node_id, rss, now))

@@ -23,7 +23,10 @@ Faults (per link and direction, set and cleared at run time)
                       0, both sides: a connection cannot be closed one way) and new ones are
                       accepted and reset at once until the link is healed. Without reset,
                       connections stay open and new ones are forwarded, silent in the cut
-                      direction (an end of stream does not cross a cut either).
+                      direction (an end of stream does not cross a cut either). On an
+                      unframed stream a cut stalls the bytes instead of dropping them (a
+                      TCP stream never loses a piece from its middle): they wait, pushing
+                      back on the sender, and flow again when the link heals.
     ``delay``         each frame leaves ``ms`` (+- a uniform ``jitter_ms``) after it arrived;
                       frames keep their order, as on one TCP connection.
     ``drop``          each frame is lost with ``probability``.
@@ -423,7 +426,7 @@ class FaultProxy:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_read_into, src, queue, framer, link.name)
-                await _Writer(dst, queue, state).run()
+                await _Writer(dst, queue, state, framer).run()
         except* _STREAM_ERRORS:
             conn.abort()
 

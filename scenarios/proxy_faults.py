@@ -69,6 +69,7 @@ class DirectionStats:
     frames_duplicated: int = 0
     frames_delayed: int = 0
     frames_reordered: int = 0
+    stalls: int = 0
 
 
 @dataclass(slots=True)

@@ -118,10 +118,17 @@ class _Held:
 class _Writer:
     """Takes units off the queue, applies the direction's faults, writes to ``dst``."""
 
-    def __init__(self, dst: trio.SocketStream, queue: _UnitQueue, state: _DirectionState) -> None:
+    def __init__(
+        self,
+        dst: trio.SocketStream,
+        queue: _UnitQueue,
+        state: _DirectionState,
+        framer: _Framer | None = None,
+    ) -> None:
         self.dst = dst
         self.queue = queue
         self.state = state
+        self.framer = framer
         self.held: _Held | None = None
 
     async def run(self) -> None:
@@ -144,6 +151,13 @@ class _Writer:
 
     async def _handle(self, unit: _Unit) -> None:
         faults = self.state.faults
+        if faults.cut and self.framer is not None and self.framer.raw:
+            # bytes that are not frames cannot lose a piece from the middle of the stream
+            # (TCP never does): a cut stalls them, as a dead path stalls a TCP connection,
+            # and the queue's bound pushes back on the sender until the link heals or the
+            # connection is reset
+            await self._wait_until_not_cut()
+            faults = self.state.faults
         if faults.cut:
             self._discard(len(unit.frames))
         elif not faults.per_frame and self.held is None:
@@ -178,6 +192,11 @@ class _Writer:
             self.held.passed += 1
             if self.held.passed >= self.held.window:
                 await self._release_held()
+
+    async def _wait_until_not_cut(self) -> None:
+        while self.state.faults.cut:
+            self.state.stats.stalls += 1
+            await self.state.changed.wait()
 
     async def _wait_delay(self, arrival: float, spread: float) -> None:
         """Wait until ``arrival`` + delay + ``spread`` x jitter, by the faults in force: a

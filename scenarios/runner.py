@@ -425,6 +425,7 @@ def run_scenario(
         result.status, result.reason, result.folder = "SKIP", missing, None
         return result
     folder.mkdir(parents=True, exist_ok=True)
+    say = _teed(say, folder / "run.log")
     nemesis_log = HistoryWriter(folder / "history-nemesis.jsonl")
     cluster = ScenarioCluster(folder / "cluster", settings.nodes, settings.seed,
                               record=nemesis_log.append, say=say)  # fmt: skip
@@ -489,6 +490,19 @@ def run_scenario(
         result.elapsed_s = time.monotonic() - started
         _write_results(folder, result, settings)
     return result
+
+
+def _teed(say: Callable[[str], None], path: Path) -> Callable[[str], None]:
+    """``say`` that also appends each line, with its time, to the run's ``run.log``."""
+    lock = threading.Lock()
+    t0 = time.monotonic()
+
+    def both(text: str) -> None:
+        with lock, open(path, "a", encoding="utf-8") as f:
+            f.write(f"{time.monotonic() - t0:8.1f}s  {text}\n")
+        say(text)
+
+    return both
 
 
 def _extra_checks(extra: dict[str, Any]) -> list[CheckResult]:

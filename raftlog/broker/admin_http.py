@@ -12,12 +12,14 @@ capped at 8 KiB and read within 5 s, only GET, nothing is parsed beyond the requ
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import trio
+
+log = logging.getLogger("raftlog.admin_http")
 
 HEAD_BYTES_MAX = 8192
 READ_TIMEOUT_S = 5.0
@@ -41,19 +43,25 @@ class AdminHttp:
         self.metrics = metrics
 
     async def handle(self, stream: trio.SocketStream) -> None:
-        async with stream:
-            head = b""
-            with trio.move_on_after(READ_TIMEOUT_S):
-                while b"\r\n\r\n" not in head and b"\n\n" not in head:
-                    chunk = await stream.receive_some(4096)
-                    if not chunk:
-                        break
-                    head += chunk
-                    if len(head) > HEAD_BYTES_MAX:
-                        break
-            line = head.split(b"\n", 1)[0].decode("latin-1").strip().split(" ")
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        # a client may reset the connection at any point: that ends this request only (an
+        # exception leaving here would reach trio.serve_listeners and stop the broker)
+        try:
+            async with stream:
+                head = b""
+                with trio.move_on_after(READ_TIMEOUT_S):
+                    while b"\r\n\r\n" not in head and b"\n\n" not in head:
+                        chunk = await stream.receive_some(4096)
+                        if not chunk:
+                            break
+                        head += chunk
+                        if len(head) > HEAD_BYTES_MAX:
+                            break
+                line = head.split(b"\n", 1)[0].decode("latin-1").strip().split(" ")
                 await stream.send_all(self._answer(line))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        except Exception:  # a bug behind /health or /metrics: logged, never fatal
+            log.exception("event=admin_http_failed")
 
     def _answer(self, line: list[str]) -> bytes:
         if len(line) < 2 or line[0] != "GET":

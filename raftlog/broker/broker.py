@@ -10,6 +10,18 @@ with every new metadata image; serve the native port.
 Shutdown (SIGTERM or Ctrl-C): hand every partition this broker leads to another replica
 (Raft leadership transfer), wait a little for the hand-overs, then stop everything and close
 the quorum; a second signal stops at once.
+
+Scenario mode (``run_broker``; the fault-injection harness sets these, never production):
+
+- ``RAFTLOG_SCENARIO_LEDGER=path``: write through a ``LedgerFileSystem`` that appends to
+  ``path`` what each fsync made durable (``apply_power_loss`` replays a power loss from it;
+  the same path keeps working across restarts).
+- ``RAFTLOG_SCENARIO_DISK_FAULTS=path``: fail disk operations as the JSON file ``path``
+  says (``{"fsync": "EIO", "pwrite": "ENOSPC", "path_contains": ""}``, see
+  ``storage.files.parse_disk_faults``); re-read at start-up and every 100 ms when its
+  mtime or size changed, a missing file = no faults.
+- ``RAFTLOG_SCENARIO_CLOCK=path``: run trio on a ``ScenarioClock`` (rate, forward jumps,
+  wall-clock offset) controlled by the JSON file ``path`` (see ``runtime/clock.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -33,10 +46,17 @@ from raftlog.errors import ErrorCode
 from raftlog.metadata.bridge import MetadataBridge
 from raftlog.metadata.quorum import MetadataQuorum, QuorumConfig
 from raftlog.raft import Role
+from raftlog.runtime.clock import ClockFileWatcher, ScenarioClock
 from raftlog.runtime.flusher import Flusher
 from raftlog.runtime.replicas import RaftTimings, ReplicaManager
 from raftlog.runtime.transport import PeerTransport
-from raftlog.storage.files import FileSystem, OsFileSystem
+from raftlog.storage.failure import halt_on_disk_failure
+from raftlog.storage.files import (
+    FaultInjectingFileSystem,
+    FileSystem,
+    LedgerFileSystem,
+    OsFileSystem,
+)
 from raftlog.types import NodeId
 
 log = logging.getLogger("raftlog.broker")
@@ -45,6 +65,10 @@ METADATA_FOLDER = "@metadata"
 SECRET_FILE = "cluster.secret"
 HEARTBEAT_S = 2.0
 SHUTDOWN_TRANSFER_S = 2.0
+ENV_LEDGER = "RAFTLOG_SCENARIO_LEDGER"
+ENV_DISK_FAULTS = "RAFTLOG_SCENARIO_DISK_FAULTS"
+ENV_CLOCK = "RAFTLOG_SCENARIO_CLOCK"
+SCENARIO_POLL_S = 0.1
 
 
 def load_secret(config: BrokerConfig) -> str:
@@ -72,18 +96,43 @@ def cluster_id_of(secret: str) -> str:
     return hmac.new(secret.encode(), b"raftlog-cluster-id", hashlib.sha256).hexdigest()[:16]
 
 
+def _system_wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class Broker:
-    def __init__(self, config: BrokerConfig, *, fs: FileSystem | None = None) -> None:
+    """``wall_ms`` is the wall clock the broker stamps and ages records with (default
+    ``time.time()``; scenarios shift it)."""
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        fs: FileSystem | None = None,
+        wall_ms: Callable[[], int] | None = None,
+    ) -> None:
         self.config = config
         self.fs = fs or OsFileSystem()
+        self.wall_ms = wall_ms or _system_wall_ms
         self.secret = load_secret(config)
         self.cluster_id = cluster_id_of(self.secret)
         self.bridge: MetadataBridge | None = None
         self.quorum: MetadataQuorum | None = None
         self._stopping = trio.Event()
-        me = next(m for m in config.members if m.node_id == config.node_id)
-        self._metadata_addr = {config.metadata_address_of(m): m.node_id for m in config.members}
+        me = config.member(config.node_id)
         self._self_metadata = config.metadata_address_of(me)
+        # pysyncobj's member list here: a peer's metadata_dial override replaces its real
+        # address (BrokerConfig explains when that works)
+        self._metadata_partners = tuple(
+            sorted(
+                self._self_metadata if m.node_id == me.node_id else config.metadata_dial_of(m)
+                for m in config.members
+            )
+        )
+        # metadata address -> broker id, for both forms: pysyncobj names a leader by the
+        # entry it knows it by (the override for a peer this broker dials)
+        self._metadata_addr = {config.metadata_address_of(m): m.node_id for m in config.members}
+        self._metadata_addr.update({config.metadata_dial_of(m): m.node_id for m in config.members})
 
     def metadata_leader(self) -> int | None:
         if self.quorum is None:
@@ -101,12 +150,13 @@ class Broker:
         self.quorum = MetadataQuorum(
             QuorumConfig(
                 self._self_metadata,
-                tuple(sorted(self._metadata_addr)),
+                self._metadata_partners,
                 os.path.join(cfg.data_dir, METADATA_FOLDER),
                 self.secret,
                 fs=self.fs,
             ),
             on_image=lambda image: box[0].on_image(image) if box else None,
+            on_disk_failure=halt_on_disk_failure,
         )
         try:
             self.bridge = MetadataBridge(self.quorum)
@@ -119,7 +169,9 @@ class Broker:
         cfg = self.config
         assert self.bridge is not None
         flusher = Flusher()
-        peers = {m.node_id: (m.host, m.port) for m in cfg.members}
+        # where to dial each peer (a --dial override, else its --peer address); peers are
+        # known by node id and authenticated by the secret, never by address
+        peers = {m.node_id: cfg.dial_address_of(m) for m in cfg.members}
         replicas_box: list[ReplicaManager] = []
         transport = PeerTransport(
             cfg.node_id,
@@ -136,6 +188,8 @@ class Broker:
             transport.send,
             timings=RaftTimings(tick_ms=cfg.tick_ms),
             on_leader=self._report_leader,
+            clock_ms=self.wall_ms,
+            on_disk_failure=halt_on_disk_failure,
         )
         replicas_box.append(replicas)
         self.replicas = replicas
@@ -144,14 +198,14 @@ class Broker:
             replicas,
             self.bridge,
             self.metadata_leader,
-            lambda: int(time.time() * 1000),
+            self.wall_ms,
             metadata_ready=self.metadata_ready,
         )
         coordinator = Coordinator(
             cfg.node_id,
             self.bridge,
             lambda: self.metadata_leader() == cfg.node_id,
-            lambda: int(time.time() * 1000),
+            self.wall_ms,
         )
         handlers.coordinator = coordinator
         self.coordinator = coordinator
@@ -249,7 +303,7 @@ class Broker:
         host, port = cfg.advertised
         registered = False
         while True:
-            now = int(time.time() * 1000)
+            now = self.wall_ms()
             if registered:
                 cmd: dict[str, Any] = {"op": "broker_heartbeat", "broker_id": cfg.node_id,
                                        "now_ms": now}  # fmt: skip
@@ -276,12 +330,68 @@ class Broker:
             replicas.reconcile(image)
 
 
+def scenario_file_system(env: dict[str, str]) -> FileSystem | None:
+    """The file system scenario mode asks for through ``env`` (see the module docstring),
+    or None for the plain disk. The faults file is read once here (start-up)."""
+    ledger, faults = env.get(ENV_LEDGER), env.get(ENV_DISK_FAULTS)
+    if not ledger and not faults:
+        return None
+    inner: FileSystem = LedgerFileSystem(ledger) if ledger else OsFileSystem()
+    if ledger:
+        log.info("event=scenario_ledger path=%s", ledger)
+    if not faults:
+        return inner
+    fs = FaultInjectingFileSystem(inner)
+    try:
+        fs.reload(faults)
+    except (OSError, ValueError) as e:
+        log.warning("event=disk_faults_invalid path=%s error=%s", faults, e)
+    log.info("event=disk_faults_changed faults=%s", fs.faults.describe())
+    return fs
+
+
+async def watch_disk_faults(fs: FaultInjectingFileSystem, path: str) -> None:
+    """Re-read the faults file every ``SCENARIO_POLL_S`` (when it changed) until cancelled;
+    a file that cannot be used is logged and leaves the faults as they were."""
+    while True:
+        try:
+            if fs.reload(path):
+                log.warning("event=disk_faults_changed faults=%s", fs.faults.describe())
+        except (OSError, ValueError) as e:
+            log.warning("event=disk_faults_invalid path=%s error=%s", path, e)
+        await trio.sleep(SCENARIO_POLL_S)
+
+
+def scenario_clock(env: dict[str, str]) -> tuple[ScenarioClock, ClockFileWatcher] | None:
+    """The injected clock scenario mode asks for (``RAFTLOG_SCENARIO_CLOCK``), set from
+    its file as it is at start-up, or None for trio's own clock."""
+    path = env.get(ENV_CLOCK)
+    if not path:
+        return None
+    clock = ScenarioClock()
+    watcher = ClockFileWatcher(path, clock)
+    watcher.poll()
+    log.info(
+        "event=scenario_clock path=%s rate=%g jump_s=%g wall_offset_s=%g",
+        path,
+        clock.rate,
+        clock.jump_s,
+        clock.wall_offset_s,
+    )
+    return clock, watcher
+
+
 def run_broker(config: BrokerConfig) -> None:
     """Run a broker in the foreground until SIGTERM or Ctrl-C (systemd-friendly): the first
-    signal hands leaderships over and stops, a second one stops at once."""
+    signal hands leaderships over and stops, a second one stops at once. The scenario
+    environment variables of the module docstring switch on the scenario seams."""
+    env = dict(os.environ)
+    fs = scenario_file_system(env)
+    faults_path = env.get(ENV_DISK_FAULTS)
+    clocked = scenario_clock(env)
 
     async def main() -> None:
-        broker = Broker(config)
+        broker = Broker(config, fs=fs, wall_ms=clocked[0].wall_ms if clocked else None)
         async with trio.open_nursery() as nursery:
 
             async def watch_signals() -> None:
@@ -294,7 +404,11 @@ def run_broker(config: BrokerConfig) -> None:
                         broker.stop()
 
             nursery.start_soon(watch_signals)
+            if isinstance(fs, FaultInjectingFileSystem) and faults_path:
+                nursery.start_soon(watch_disk_faults, fs, faults_path)
+            if clocked is not None:
+                nursery.start_soon(clocked[1].run, SCENARIO_POLL_S)
             await broker.run()
             nursery.cancel_scope.cancel()
 
-    trio.run(main)
+    trio.run(main, clock=clocked[0] if clocked else None)

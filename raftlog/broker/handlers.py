@@ -324,13 +324,20 @@ class Handlers:
         start = replica.log.log_start_offset()
         common = {"high_watermark": Offset(hw), "log_start_offset": Offset(start),
                   "last_stable_offset": Offset(hw)}  # fmt: skip
-        if p.fetch_offset < start or p.fetch_offset > hw:
+        # Out of range is judged against the log end, not the high watermark: a leader
+        # elected a moment ago knows its commit point only once it commits an entry of its
+        # term, and a consumer's position (at most the old leader's high watermark) may lie
+        # above it for that moment. Such a fetch gets no records yet, never a reset.
+        end = int(replica.log.log_end_offset())
+        if p.fetch_offset < start or p.fetch_offset > max(hw, end):
             return FetchPartitionResult(
                 pid,
                 ErrorCode.OFFSET_OUT_OF_RANGE,
-                message=f"offset {p.fetch_offset} is outside [{start}, {hw}]",
+                message=f"offset {p.fetch_offset} is outside [{start}, {max(hw, end)}]",
                 **common,  # type: ignore[arg-type]
             )
+        if p.fetch_offset >= hw:
+            return FetchPartitionResult(pid, **common)  # type: ignore[arg-type]
         try:
             data = replica.log.read(p.fetch_offset, min(p.partition_max_bytes, budget), hw)
         except RaftlogError as e:

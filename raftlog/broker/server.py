@@ -10,11 +10,14 @@ A malformed frame gets an ``ErrorResponse`` for its correlation id when it could
 and the session goes on; a frame over the size cap closes the connection (the stream can
 no longer be trusted to be in step). No traceback ever reaches a peer or client: an
 unexpected exception in a handler becomes an UNKNOWN error with "see broker log", logged
-here once.
+here once. Whatever one connection does, it ends at most that connection: an exception that
+leaves a session is logged and never reaches ``trio.serve_listeners`` (which would stop the
+broker).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -124,6 +127,18 @@ class Server:
                     await self._serve_client(stream, decoder, frame, hello)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
+        except BaseExceptionGroup as group:  # the session's nursery wraps what its tasks raise
+            _, rest = group.split(_CONNECTION_GONE)
+            if rest is not None:
+                errors, base = rest.split(Exception)
+                if errors is not None:
+                    log.error("event=connection_failed", exc_info=errors)
+                if base is not None:
+                    raise base from None  # Cancelled and the like belong to trio
+        except Exception:
+            # one connection must never take the broker down (trio.serve_listeners would
+            # end every connection and the process): logged once, this client dropped
+            log.exception("event=connection_failed")
         finally:
             self.connections -= 1
 
@@ -155,13 +170,21 @@ class Server:
                 log.warning("event=client_frame_too_large error=%s", e)
                 pieces = error_frame(e)
                 if pieces is not None:
-                    await send.send(_ready(pieces))
+                    with contextlib.suppress(trio.BrokenResourceError):
+                        await send.send(_ready(pieces))
                 return
             except BadFrame as e:
+                # answered, then the frames behind it (good or bad) are read from what was
+                # already received: each BadFrame consumes its frame, so this loop ends
                 pieces = error_frame(e)
                 if pieces is not None:
-                    await send.send(_ready(pieces))
-                frames = decoder.feed(b"")
+                    try:
+                        await send.send(_ready(pieces))
+                    except trio.BrokenResourceError:
+                        return  # the writer stopped: the client is gone
+                data = b""
+                continue
+            data = b""
             for f in frames:
                 slot = _Slot()
                 try:
@@ -169,6 +192,10 @@ class Server:
                 except trio.BrokenResourceError:
                     return  # the writer stopped: the client is gone
                 nursery.start_soon(self._handle, f, slot)
+            if frames:
+                # a bad frame deferred behind good ones is raised by the next feed: answer
+                # it now, not after the client's next bytes (which may never come)
+                continue
             try:
                 data = await stream.receive_some(RECEIVE_BYTES)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -215,6 +242,9 @@ class Server:
                         await stream.send_all(b"".join(slot.pieces))
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         return  # the client went away; its remaining answers are dropped
+
+
+_CONNECTION_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 class _Slot:

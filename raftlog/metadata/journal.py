@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from crc32c import crc32c
@@ -71,6 +72,9 @@ class DurableJournal:
         self._dirty = False
         self._state_dirty = False
         self.fsyncs = 0
+        self.on_write_failure: Callable[[str, BaseException], None] | None = None
+        """Called with (where, error) before a failed journal write raises (the broker
+        halts there): pysyncobj would log the error and go on as if the entry were kept."""
         fs.makedirs(folder)
         self._term, self._vote, self._commit = self._load_state()
         self._file = fs.open(self.path)
@@ -139,6 +143,14 @@ class DurableJournal:
             return self._entries[: self._pending_cut][item]
 
     def add(self, command: bytes, idx: int, term: int) -> None:
+        try:
+            self._add(command, idx, term)
+        except OSError as e:
+            if self.on_write_failure is not None:
+                self.on_write_failure("metadata journal write", e)
+            raise
+
+    def _add(self, command: bytes, idx: int, term: int) -> None:
         command = bytes(command)
         with self._lock:
             if self._pending_cut is not None:
@@ -249,6 +261,14 @@ class DurableJournal:
                 self._write_state()
 
     def _write_state(self) -> None:
+        try:
+            self._write_state_file()
+        except OSError as e:
+            if self.on_write_failure is not None:
+                self.on_write_failure("metadata journal state", e)
+            raise
+
+    def _write_state_file(self) -> None:
         vote = (self._vote or "").encode()
         body = _STATE.pack(self._term, self._commit, len(vote)) + vote
         write_atomically(self.fs, self.state_path, body + _CRC.pack(crc32c(body)))

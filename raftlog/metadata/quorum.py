@@ -222,8 +222,13 @@ class MetadataQuorum:
         config: QuorumConfig,
         *,
         on_image: Callable[[Any], None] | None = None,
+        on_disk_failure: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         self.config = config
+        self._on_disk_failure = on_disk_failure
+        """Called with (where, error) when the journal cannot be written or synced (the
+        broker halts there, see ``raftlog.storage.failure``): pysyncobj would otherwise
+        go on ticking and count entries that are not durable."""
         self.fs = config.fs
         self.model = MetadataModel()
         self._image = self.model.image()
@@ -233,6 +238,7 @@ class MetadataQuorum:
         self.fs.makedirs(config.data_dir)
         self.snapshot_path = f"{config.data_dir}/{SNAPSHOT_NAME}"
         self.journal = DurableJournal(self.fs, config.data_dir, snapshot_path=self.snapshot_path)
+        self.journal.on_write_failure = on_disk_failure
         _CappedTcpConnection.frame_bytes_max = config.frame_bytes_max
         conf = SyncObjConf(
             password=config.secret,
@@ -284,6 +290,8 @@ class MetadataQuorum:
             self.journal.sync()
         except OSError as e:
             log.critical("event=metadata_journal_fsync_failed error=%r", e)
+            if self._on_disk_failure is not None:
+                self._on_disk_failure("metadata journal sync", e)
             raise
         version = self.model.version
         if version != self._published_version:

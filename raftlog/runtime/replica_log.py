@@ -106,3 +106,37 @@ def producer_batch(data: bytes, offset: int, last_offset: int, term: int) -> Pro
 
 def entry_producer_batch(e: Entry) -> ProducerBatch:
     return producer_batch(e.data, int(e.offset), int(e.last_offset), int(e.term))
+
+
+SCAN_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+def drop_corrupt_suffix(plog: PartitionLog) -> int | None:
+    """A replica's answer to a corrupt batch inside its log (a bit flip the storage layer
+    kept in place because valid batches follow it, or one in a closed segment, which is
+    only caught when read): cut the log from that batch on, so the Raft group replicates
+    the suffix again from the leader, as after a torn tail. Returns the offset cut from, or
+    None when every batch reads back with a good CRC.
+
+    A Raft replica cannot serve or replicate an entry it cannot read, and the core reads its
+    log at start-up (membership, terms): keeping the batch would stop the replica there.
+    What it costs: this replica forgets entries it may have acknowledged; with a majority of
+    intact replicas nothing committed is lost (the others refuse to vote for a candidate
+    that lacks them). The scan reads the whole log once (CRC-checked) at every open."""
+    offset = plog.log_start_offset()
+    end = plog.log_end_offset()
+    step = SCAN_CHUNK_BYTES
+    while offset < end:
+        try:
+            batches = plog.read_batches(offset, step)
+        except CorruptRecordError:
+            if step > 1:
+                step = 1  # find the bad batch itself: one batch per read from here
+                continue
+            plog.truncate_suffix(offset)
+            return offset
+        if not batches:
+            break
+        offset = batches[-1].last_offset + 1
+        step = SCAN_CHUNK_BYTES
+    return None

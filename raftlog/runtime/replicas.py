@@ -31,7 +31,7 @@ from raftlog.config import LogConfig, topic_log_config
 from raftlog.raft import Membership, Message, RaftConfig, RaftNode, SoftState
 from raftlog.runtime.flusher import Flusher
 from raftlog.runtime.partition import PartitionDriver
-from raftlog.runtime.replica_log import ReplicaLog
+from raftlog.runtime.replica_log import ReplicaLog, drop_corrupt_suffix
 from raftlog.storage.files import FileSystem, read_whole, write_atomically
 from raftlog.storage.log import PartitionLog
 from raftlog.storage.paths import partition_dir
@@ -97,8 +97,12 @@ class ReplicaManager:
         on_leader: Callable[[str, int, int, int | None, int], None] | None = None,
         clock_ms: Callable[[], int] | None = None,
         seed: int | None = None,
+        on_disk_failure: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         self.broker_id = broker_id
+        self.on_disk_failure = on_disk_failure
+        """Called with (where, error) when a replica fenced itself on a disk error (the
+        broker halts there, see ``raftlog.storage.failure``); None: the error propagates."""
         self.data_dir = data_dir
         self.fs = fs
         self.flusher = flusher
@@ -190,6 +194,13 @@ class ReplicaManager:
             plog = PartitionLog.open(self.fs, folder, log_config)
         else:
             plog = PartitionLog.open(self.fs, folder, log_config, clock_ms=self.clock_ms)
+        cut_from = drop_corrupt_suffix(plog)
+        if cut_from is not None:
+            log.warning(
+                "event=corrupt_log_truncated group=%s from_offset=%d",
+                group_id(topic.name, p.partition),
+                cut_from,
+            )
         if not self.fs.exists(meta_path):
             meta_doc = {"topic_id": topic.topic_id, "voters": list(voters)}
             write_atomically(self.fs, meta_path, json.dumps(meta_doc).encode())
@@ -220,7 +231,14 @@ class ReplicaManager:
 
     async def _run_driver(self, replica: LocalReplica) -> None:
         with replica.scope:
-            await replica.driver.run()
+            try:
+                await replica.driver.run()
+            except Exception:
+                fenced = replica.driver.fenced
+                if fenced is None or self.on_disk_failure is None:
+                    raise
+                self.on_disk_failure(f"partition {replica.driver.core.config.group}", fenced)
+                raise
 
     def _soft_state_hook(
         self, topic: str, partition: int, topic_id: int

@@ -9,6 +9,9 @@ Two implementations keep the same contract:
   fsync made durable. ``power_loss()`` cuts the world back to exactly that (optionally
   keeping a torn prefix of what was written after the last fsync), and faults (ENOSPC,
   EIO) can be injected on any operation.
+- ``LedgerFileSystem`` and ``FaultInjectingFileSystem``: the real disk for scenarios of
+  real processes, recording what each fsync made durable (``apply_power_loss`` replays a
+  power loss from that ledger) and failing operations as a faults file says.
 
 The contract the storage code relies on, which is what POSIX gives on a journaling file
 system and what the simulation enforces:
@@ -236,7 +239,12 @@ def apply_power_loss(
 ) -> dict[str, int]:
     """Cut the files a ``LedgerFileSystem`` wrote back to what was durable, as a power loss
     would (the writing process must be dead). With ``torn`` and ``rng``, a random part of
-    each file's unsynced tail survives. Returns {path: bytes removed}."""
+    each file's unsynced tail survives. Returns {path: bytes removed}.
+
+    Afterwards the ledger is rewritten to describe the surviving state as durable (a D
+    line per known folder with its listing, an F line per surviving file with its size),
+    so that a broker restarted with the same ledger appends to it and a later power loss
+    cuts only what was written after the restart."""
     durable: dict[str, int] = {}
     listings: dict[str, list[str]] = {}
     with open(ledger_path, encoding="utf-8") as f:
@@ -270,8 +278,230 @@ def apply_power_loss(
                     keep += rng.randrange(size - keep + 1)
                 os.truncate(path, keep)
                 cut[path] = size - keep
-    os.remove(ledger_path)
+    _rewrite_ledger(ledger_path, durable, listings)
     return cut
+
+
+def _rewrite_ledger(
+    ledger_path: str, durable: dict[str, int], listings: dict[str, list[str]]
+) -> None:
+    """Replace the ledger with one that describes what survived a power loss as durable,
+    so that a broker restarted on the same ledger, and a later power loss, start from
+    it: a D line per known folder with its current listing, an F line per surviving file
+    (in a known folder, or with an F line before) with its current size."""
+    lines: list[str] = []
+    files: set[str] = {p for p in durable if os.path.isfile(p)}
+    for folder in sorted(listings):
+        if not os.path.isdir(folder):
+            continue
+        names = sorted(os.listdir(folder))
+        lines.append("\t".join(("D", folder, *names)) + "\n")
+        files.update(
+            os.path.join(folder, n) for n in names if os.path.isfile(os.path.join(folder, n))
+        )
+    lines.extend(f"F\t{path}\t{os.path.getsize(path)}\n" for path in sorted(files))
+    tmp = ledger_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(lines)
+    os.replace(tmp, ledger_path)
+
+
+# ------------------------------------------------------------- injected disk faults
+
+FAULT_OPS = ("pwrite", "fsync", "fsync_dir", "open", "rename", "truncate")
+"""The operations ``FaultInjectingFileSystem`` can fail."""
+FAULTS_FILE_BYTES_MAX = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class DiskFaults:
+    """Which operations fail, with which errno, on paths containing ``path_contains``.
+    ``errors`` maps an op of ``FAULT_OPS`` to an errno; an op not in it is healthy."""
+
+    errors: tuple[tuple[str, int], ...] = ()
+    path_contains: str = ""
+
+    def error_for(self, op: str, path: str) -> int | None:
+        if self.path_contains not in path:
+            return None
+        for name, err in self.errors:
+            if name == op:
+                return err
+        return None
+
+    def describe(self) -> str:
+        """``fsync:EIO,pwrite:ENOSPC path_contains=...`` or ``none``."""
+        if not self.errors:
+            return "none"
+        ops = ",".join(f"{op}:{errno.errorcode.get(e, e)}" for op, e in self.errors)
+        return f"{ops} path_contains={self.path_contains!r}" if self.path_contains else ops
+
+
+def parse_disk_faults(text: str | bytes) -> DiskFaults:
+    """A faults file's content, e.g. ``{"fsync": "EIO", "pwrite": "ENOSPC",
+    "path_contains": ""}``: each op of ``FAULT_OPS`` absent or null (healthy) or an errno
+    name (``"EIO"``, ``"ENOSPC"``, any name of the ``errno`` module). ``ValueError`` saying
+    what is wrong otherwise."""
+    import json
+
+    try:
+        doc = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise ValueError("a disk faults file must hold a JSON object")
+    unknown = sorted(set(doc) - {*FAULT_OPS, "path_contains"})
+    if unknown:
+        raise ValueError(f"unknown keys {unknown}; known: {', '.join(FAULT_OPS)}, path_contains")
+    path_contains = doc.get("path_contains") or ""
+    if not isinstance(path_contains, str):
+        raise ValueError(f"path_contains must be a string, got {path_contains!r}")
+    errors: list[tuple[str, int]] = []
+    for op in FAULT_OPS:
+        name = doc.get(op)
+        if name is None:
+            continue
+        err = getattr(errno, name, None) if isinstance(name, str) and name.isupper() else None
+        if not isinstance(err, int) or err not in errno.errorcode:
+            raise ValueError(f"{op} must be an errno name like EIO or ENOSPC, or null: {name!r}")
+        errors.append((op, err))
+    return DiskFaults(tuple(errors), path_contains)
+
+
+def read_disk_faults(path: str) -> DiskFaults:
+    """The faults in ``path``; none when the file does not exist. ``ValueError`` for bad
+    content, ``OSError`` when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(FAULTS_FILE_BYTES_MAX + 1)
+    except FileNotFoundError:
+        return DiskFaults()
+    if len(data) > FAULTS_FILE_BYTES_MAX:
+        raise ValueError(f"{path} is larger than {FAULTS_FILE_BYTES_MAX} bytes")
+    return parse_disk_faults(data)
+
+
+class _FaultyFile:
+    """A file of ``FaultInjectingFileSystem``: checks the faults before each operation."""
+
+    __slots__ = ("_fs", "_inner", "path")
+
+    def __init__(self, fs: FaultInjectingFileSystem, inner: File, path: str) -> None:
+        self._fs = fs
+        self._inner = inner
+        self.path = path
+
+    def pwrite(self, data: bytes | bytearray | memoryview, pos: int) -> None:
+        self._fs.check("pwrite", self.path)
+        self._inner.pwrite(data, pos)
+
+    def pread(self, size: int, pos: int) -> bytes:
+        return self._inner.pread(size, pos)
+
+    def size(self) -> int:
+        return self._inner.size()
+
+    def truncate(self, size: int) -> None:
+        self._fs.check("truncate", self.path)
+        self._inner.truncate(size)
+
+    def fsync(self) -> None:
+        # raises before the inner fsync: a ledger below records no F line for it
+        self._fs.check("fsync", self.path)
+        self._inner.fsync()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def fileno(self) -> int:
+        fileno = getattr(self._inner, "fileno", None)
+        if fileno is None:
+            raise OSError(errno.EBADF, "this file has no descriptor", self.path)
+        return int(fileno())
+
+
+class FaultInjectingFileSystem:
+    """Wraps a file system (``OsFileSystem`` or ``LedgerFileSystem``) and fails the
+    operations its current ``DiskFaults`` name with ``OSError(errno, strerror, path)``,
+    before the wrapped operation runs (a failed fsync records nothing in a ledger).
+
+    The faults change at run time: ``set_faults``, or ``reload(path)`` which re-reads a
+    faults file (see ``parse_disk_faults``) only when its mtime or size changed. Thread
+    safe: fsyncs run on worker threads while the event loop changes the faults."""
+
+    def __init__(self, inner: FileSystem, faults: DiskFaults | None = None) -> None:
+        self.inner = inner
+        self._faults = faults or DiskFaults()
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self.injected = 0
+
+    @property
+    def faults(self) -> DiskFaults:
+        with self._lock:
+            return self._faults
+
+    def set_faults(self, faults: DiskFaults) -> bool:
+        """Replace the faults; True when they changed."""
+        with self._lock:
+            changed = faults != self._faults
+            self._faults = faults
+            return changed
+
+    def reload(self, path: str) -> bool:
+        """Re-read the faults file ``path`` if its mtime or size changed since the last
+        look (a missing file = no faults); True when the faults changed. ``ValueError``
+        or ``OSError`` for a file that cannot be used (the faults stay as they were)."""
+        try:
+            st = os.stat(path)
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp is not None and stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        return self.set_faults(read_disk_faults(path) if stamp is not None else DiskFaults())
+
+    def check(self, op: str, path: str) -> None:
+        err = self.faults.error_for(op, path)
+        if err is not None:
+            with self._lock:
+                self.injected += 1
+            raise OSError(err, os.strerror(err), path)
+
+    # ---- FileSystem
+    def open(self, path: str, *, create: bool = True) -> File:
+        self.check("open", path)
+        return _FaultyFile(self, self.inner.open(path, create=create), path)
+
+    def exists(self, path: str) -> bool:
+        return self.inner.exists(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return self.inner.listdir(path)
+
+    def makedirs(self, path: str) -> None:
+        self.inner.makedirs(path)
+
+    def remove(self, path: str) -> None:
+        self.inner.remove(path)
+
+    def rename(self, src: str, dst: str) -> None:
+        self.check("rename", src)
+        self.inner.rename(src, dst)
+
+    def fsync_dir(self, path: str) -> None:
+        self.check("fsync_dir", path)
+        self.inner.fsync_dir(path)
+
+    def rmdir(self, path: str) -> None:
+        self.inner.rmdir(path)
+
+    def record_external_rename(self, src: str, dst: str) -> None:
+        """Passed to a ledger below (see ``LedgerFileSystem``); nothing otherwise."""
+        note = getattr(self.inner, "record_external_rename", None)
+        if note is not None:
+            note(src, dst)
 
 
 # ------------------------------------------------------------------------ the simulated disk

@@ -12,7 +12,7 @@ import trio
 from raftlog.metadata.model import MetadataModel
 from raftlog.raft.messages import Message, VoteRequest
 from raftlog.runtime.flusher import Flusher
-from raftlog.runtime.partition import Acks
+from raftlog.runtime.partition import Acks, ProduceError
 from raftlog.runtime.replicas import RaftTimings, ReplicaManager
 from raftlog.runtime.transport import PeerTransport, serve_first_hello
 from raftlog.storage.files import OsFileSystem
@@ -83,9 +83,16 @@ async def test_replication_over_tcp_and_authentication(tmp_path: Any) -> None:
                     await trio.sleep(0.02)
 
         for p in range(24):
-            leader = await leader_of(p)
-            e = await leader.driver.propose(build_batch([Record(b"k", b"v%d" % p)], now_ms=1), 1,
-                                            Acks.ALL)  # fmt: skip
+            with trio.fail_after(30):
+                while True:  # on a loaded machine a 20 ms-tick leader may change meanwhile
+                    leader = await leader_of(p)
+                    try:
+                        e = await leader.driver.propose(
+                            build_batch([Record(b"k", b"v%d" % p)], now_ms=1), 1, Acks.ALL
+                        )
+                        break
+                    except ProduceError:
+                        continue
             assert e.offset >= 1
 
         # at rest, the heartbeats (and their answers) of 24 partitions share frames
