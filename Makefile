@@ -6,12 +6,13 @@ STAMP := $(VENV)/.installed
 SEEDS ?= 1000
 SEED_START ?= 0
 
-.PHONY: help install run test test-all lint format typecheck bench bench-storage bench-metadata bench-client bench-failover bench-rebalance bench-throughput bench-e2e bench-scale test-sim rewrite clean
+.PHONY: help install run test test-all scenarios lint format typecheck bench bench-storage bench-metadata bench-client bench-failover bench-rebalance bench-throughput bench-e2e bench-scale test-sim rewrite clean
 
 help:
 	@echo "make run            install into .venv, start a 3-node cluster with a demo topic (Ctrl-C stops it)"
 	@echo "make test           install and run the test suite (what CI runs)"
 	@echo "make test-all       also the slow tests"
+	@echo "make scenarios      the fault-injection catalogue S00-S16 on a real local cluster (SCENARIO_SEEDS, SCENARIO_NODES)"
 	@echo "make test-sim       SEEDS=N SEED_START=S: many simulator seeds"
 	@echo "make lint | typecheck | rewrite"
 	@echo "make bench          the standard set (raftlog bench all, ~10 min): one table, bench-results.json"
@@ -33,6 +34,16 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+SCENARIO_SEEDS ?= 1
+SCENARIO_NODES ?= 3
+SCENARIO_DURATION ?= 60
+
+scenarios: $(STAMP)
+	@failed=0; for seed in $(SCENARIO_SEEDS); do \
+		$(BIN)/raftlog scenario run all --seed $$seed --nodes $(SCENARIO_NODES) \
+			--duration $(SCENARIO_DURATION) || failed=1; \
+	done; exit $$failed
 
 lint: $(STAMP)
 	$(BIN)/ruff check raftlog cli scenarios tests bench
