@@ -55,6 +55,14 @@ format: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict raftlog/storage raftlog/raft raftlog/metadata raftlog/wire raftlog/runtime raftlog/broker raftlog/client raftlog/types.py raftlog/errors.py raftlog/config.py
+	@# cli/, scenarios/ and bench/ install as raftlog.cli, raftlog.scenarios, raftlog.bench,
+	@# which mypy cannot follow through the editable install: check them in a linked tree
+	@root=$$(mktemp -d) && mkdir $$root/raftlog && \
+		for f in raftlog/*; do ln -s $(CURDIR)/$$f $$root/raftlog/; done && \
+		ln -s $(CURDIR)/cli $$root/raftlog/cli && ln -s $(CURDIR)/scenarios $$root/raftlog/scenarios && \
+		ln -s $(CURDIR)/bench $$root/raftlog/bench && \
+		cd $$root && $(CURDIR)/$(BIN)/mypy --strict --config-file $(CURDIR)/pyproject.toml \
+			raftlog/cli raftlog/scenarios raftlog/bench; rc=$$?; rm -rf $$root; exit $$rc
 
 test-sim: $(STAMP)
 	$(BIN)/python -m raftlog.testing.sim_cli --seeds $(SEEDS) --seed-start $(SEED_START)

@@ -14,6 +14,7 @@ its result as JSON; every wait has a deadline.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -96,7 +97,7 @@ class BenchCluster:
             self.start_node(i)
         try:
             for i in IDS:
-                wait_until(lambda i=i: self.client(i), timeout_s=30, what=f"broker {i}")
+                wait_until(functools.partial(self.client, i), timeout_s=30, what=f"broker {i}")
             c = self.client(1)
             wait_until(
                 lambda: len(c.call(MetadataRequest()).brokers) == 3, timeout_s=30, what="3 brokers"

@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Any
 
 import trio
 
@@ -129,8 +130,12 @@ def main() -> None:
                     "--control", f"127.0.0.1:{ports[2 + i]}",
                 )  # fmt: skip
             for i in (1, 2):
+
+                def status(i: int = i) -> Any:
+                    return JsonLineClient("127.0.0.1", ports[2 + i]).call({"cmd": "status"})
+
                 wait_until(
-                    lambda i=i: JsonLineClient("127.0.0.1", ports[2 + i]).call({"cmd": "status"}),
+                    status,
                     timeout_s=30,
                     what=f"member {i}",
                 )

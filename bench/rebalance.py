@@ -18,6 +18,7 @@ join of a member to a stable group does not.
 from __future__ import annotations
 
 import argparse
+import functools
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -91,7 +92,7 @@ def measure(run: Run, s: RebalanceSettings) -> None:
                         m.consumer.subscribe([topic])
                         m.start()
                     mark = counter[0]
-                    wait_until(lambda ms=members, k=mark: all(m.last_value > k for m in ms),
+                    wait_until(functools.partial(_all_past, members, mark),
                                timeout_s=60, what="every member to consume")  # fmt: skip
                     joiner = Member(boot, group, topic)
                     everyone.append(joiner)
@@ -99,7 +100,7 @@ def measure(run: Run, s: RebalanceSettings) -> None:
                     mark = counter[0]
                     joiner.consumer.subscribe([topic])
                     joiner.start()
-                    wait_until(lambda ms=everyone, k=mark: all(m.last_value > k for m in ms),
+                    wait_until(functools.partial(_all_past, everyone, mark),
                                timeout_s=60, what="everyone consuming after the join")  # fmt: skip
                     took = time.monotonic() - t0
                 finally:
@@ -133,3 +134,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _all_past(members: list[Member], mark: int) -> bool:
+    """Every member consumed a record produced after ``mark``."""
+    return all(m.last_value > mark for m in members)

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import os
 import signal
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from raftlog.testing.procs import wait_until
 from raftlog.wire import MetadataRequest
@@ -93,14 +95,15 @@ def create(cluster: BenchCluster, run: Run, s: ScaleSettings) -> tuple[int, floa
     partitions all have a leader: (partitions led, seconds, replicas hosted per broker).
     Stops at a batch that gets no full set of leaders within ``batch_deadline_s``, or at
     ``create_deadline_s`` in all."""
-    topics = []
+    topics: list[tuple[str, int]] = []
     left = s.partitions
     while left > 0:
         topics.append((f"scale-{len(topics):04d}", min(s.per_topic, left)))
         left -= topics[-1][1]
     t0 = time.monotonic()
     deadline = t0 + s.create_deadline_s
-    led, hosted, term_max = 0, {}, 0
+    led, term_max = 0, 0
+    hosted: dict[int, int] = {}
     requested = 0
     with run.progress.bar(f"creating {s.partitions} partitions (RF=3)", s.partitions) as update:
         client = cluster.client(1)
@@ -184,7 +187,7 @@ def measure(run: Run, s: ScaleSettings, profile: str | None = None) -> None:
                 + ", ".join(f"{n} {v:.1f} %" for n, v in pct.items())
             )
         for name in spies:
-            wait_until(lambda n=name: not cluster.pg.procs[n].alive(), timeout_s=30, what=name)
+            wait_until(functools.partial(_ended, cluster, name), timeout_s=30, what=name)
         rss1 = cluster.rss_mib()
         if not all(cluster.alive(i) for i in (1, 2, 3)):
             run.note("scale: a broker died during the idle windows")
@@ -240,3 +243,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _ended(cluster: Any, name: str) -> bool:
+    return not cluster.pg.procs[name].alive()

@@ -20,11 +20,13 @@ Every loop is bounded in count and by ``deadline_s``.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import struct
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .cluster import write_json
@@ -166,7 +168,7 @@ def e2e_produce(spec: dict[str, Any]) -> None:
                 value = E2E_HEADER.pack(seq, sent_ns) + pad
                 future = producer.send(topic, value, partition=seq % partitions)
                 if seq >= warmup_seq:
-                    future.add_done_callback(lambda _f, t=sent_ns: on_done(t))
+                    future.add_done_callback(functools.partial(_ignore_future, on_done, sent_ns))
                 futures.append(future)
                 seq += 1
             # small batches at a steady pace: sleep to the next tick (not at all if late)
@@ -286,3 +288,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _ignore_future(fn: Callable[[int], None], value: int, _future: object) -> None:
+    """A done-callback that calls ``fn(value)`` (the future itself is not needed)."""
+    fn(value)

@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -24,6 +23,7 @@ import typer
 
 from raftlog.cli.common import CliError, brokers, note, reported
 from raftlog.cli.topic import parse_pairs
+from raftlog.client.accumulator import SendFuture
 
 FORMATS = ("text", "json")
 COMPRESSIONS = ("none", "gzip", "lz4", "zstd")
@@ -74,7 +74,7 @@ class Tally:
     first_error: BaseException | None = None
     partitions: set[int] = field(default_factory=set)
 
-    def done(self, future: Future[Any]) -> None:
+    def done(self, future: SendFuture) -> None:
         error = future.exception()
         with self.changed:
             if error is not None:

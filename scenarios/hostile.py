@@ -1015,7 +1015,7 @@ def _with_body(batch: bytes, *, body: bytes, **fields: int) -> bytes:
     """A batch with ``batch``'s header and ``body`` as its records, length and CRC right."""
     buf = bytearray(batch[:61]) + body
     struct.pack_into(">i", buf, 8, len(buf) - 12)
-    return _patched(bytes(buf), **fields)
+    return _patched(bytes(buf), crc=True, **fields)
 
 
 def _produce_ok(msg: Any) -> bool:
