@@ -154,22 +154,30 @@ def check_poll_continuity(history: Sequence[Event]) -> CheckResult:
 
     A smaller or equal offset is a ``rewind``. A larger one is a ``skip`` only if the final
     read holds a user record strictly between the two (the consumer steps over control
-    records), or if the partition has no final read. Empty polls change nothing.
+    records), or if the partition has no final read. Empty polls change nothing. An Assign
+    of the partition to the member starts it afresh like a Seek (a member may be given its
+    partitions again in the same generation, e.g. after its coordinator restarted; where
+    it starts then is group-start's to judge).
     """
     findings = _Findings("poll-continuity", ("rewind", "skip"))
     final_offsets = _sorted_final_offsets(history)
     last_offset: dict[tuple[str, int, int], int] = {}
     for event in history:
         if isinstance(event, Seek):
-            _forget_position(last_offset, event)
+            _forget_position(last_offset, event.member, event.partition)
+        elif isinstance(event, Assign):
+            for partition in event.partitions:
+                _forget_position(last_offset, event.member, partition)
         elif isinstance(event, Poll):
             findings.note("polls")
             _check_poll(findings, event, last_offset, final_offsets)
     return findings.result()
 
 
-def _forget_position(last_offset: dict[tuple[str, int, int], int], seek: Seek) -> None:
-    for key in [k for k in last_offset if k[0] == seek.member and k[2] == seek.partition]:
+def _forget_position(
+    last_offset: dict[tuple[str, int, int], int], member: str, partition: int
+) -> None:
+    for key in [k for k in last_offset if k[0] == member and k[2] == partition]:
         del last_offset[key]
 
 
@@ -199,7 +207,8 @@ def _check_poll(
 
 def check_group_start(history: Sequence[Event]) -> CheckResult:
     """group-start: after an Assign of ``partition`` to ``member`` in ``generation``, the
-    member's first record polled of the partition in that generation must be at the group's
+    member's first record polled of the partition in that generation after the Assign (by
+    ``t``; a member may be assigned again in the same generation) must be at the group's
     committed offset at the time of the assignment: the offset of the latest (by ``t``)
     accepted Commit of the partition sent before the Assign, or 0 when there is none. A
     commit without an answer (``accepted is None``) sent after that one and before the
@@ -215,10 +224,10 @@ def check_group_start(history: Sequence[Event]) -> CheckResult:
     findings = _Findings("group-start", ("rewound", "skipped"))
     final_offsets = _sorted_final_offsets(history)
     commits = _commits_by_partition(history)
-    first_polled = _first_polled_offsets(history)
+    polls = _polls_with_records(history)
     for assign in _events(history, Assign):
         for partition in assign.partitions:
-            first = first_polled.get((assign.member, assign.generation, partition))
+            first = _first_polled_after(polls, assign, partition)
             if first is None:
                 findings.note("not-polled")
                 continue
@@ -228,13 +237,30 @@ def check_group_start(history: Sequence[Event]) -> CheckResult:
     return findings.result()
 
 
-def _first_polled_offsets(history: Iterable[Event]) -> dict[tuple[str, int, int], int]:
-    """(member, generation, partition) -> offset of the first record polled."""
-    first: dict[tuple[str, int, int], int] = {}
+def _polls_with_records(
+    history: Iterable[Event],
+) -> dict[tuple[str, int, int], list[tuple[float, int]]]:
+    """(member, generation, partition) -> (t, first offset) of each poll with records, in
+    time order."""
+    polls: dict[tuple[str, int, int], list[tuple[float, int]]] = defaultdict(list)
     for poll in _events(history, Poll):
         if poll.records:
-            first.setdefault((poll.member, poll.generation, poll.partition), poll.records[0][0])
-    return first
+            polls[(poll.member, poll.generation, poll.partition)].append(
+                (poll.t, poll.records[0][0])
+            )
+    for found in polls.values():
+        found.sort()
+    return polls
+
+
+def _first_polled_after(
+    polls: dict[tuple[str, int, int], list[tuple[float, int]]], assign: Assign, partition: int
+) -> int | None:
+    """The first offset the member polled of the partition in the assignment's generation
+    at or after the assignment."""
+    found = polls.get((assign.member, assign.generation, partition), [])
+    i = bisect.bisect_left(found, (assign.t, -1))
+    return found[i][1] if i < len(found) else None
 
 
 def _commits_by_partition(history: Iterable[Event]) -> dict[int, list[Commit]]:

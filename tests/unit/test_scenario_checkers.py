@@ -510,6 +510,35 @@ def test_group_start_accepts_the_offset_of_a_commit_whose_answer_was_lost() -> N
     passes(check_group_start(history))
 
 
+def test_group_start_judges_a_same_generation_reassignment_from_its_own_time() -> None:
+    # found by S02: after every broker was killed the restarted coordinator gave m1 its
+    # partitions again in generation 2; its first poll after that is at the commit
+    history: list[Event] = [
+        Assign("m1", 2, [0], 0.5),
+        poll("m1", 2, 0, 1.0, (0, "a"), (1, "b")),
+        Commit("m1", 2, 0, 2, True, 1.1),
+        Assign("m1", 2, [0], 5.0),
+        poll("m1", 2, 0, 5.5, (2, "c")),
+        final(0, (0, "a"), (1, "b"), (2, "c")),
+    ]
+    result = check_group_start(history)
+    passes(result)
+    assert result.counts["assignments-checked"] == 2
+    passes(check_poll_continuity(history))
+
+
+def test_group_start_fails_a_same_generation_reassignment_that_rewinds() -> None:
+    history: list[Event] = [
+        Assign("m1", 2, [0], 0.5),
+        poll("m1", 2, 0, 1.0, (0, "a"), (1, "b"), (2, "c")),
+        Commit("m1", 2, 0, 3, True, 1.1),
+        Assign("m1", 2, [0], 5.0),
+        poll("m1", 2, 0, 5.5, (1, "b")),  # back below the commit
+        final(0, (0, "a"), (1, "b"), (2, "c")),
+    ]
+    fails(check_group_start(history), rewound=1, skipped=0)
+
+
 def test_group_start_fails_on_a_start_between_the_possible_offsets() -> None:
     history: list[Event] = [
         Commit("m1", 1, 0, 2, True, 1.0),
