@@ -1,8 +1,17 @@
 """The producer's record accumulator: per-partition batches in bounded memory.
 
-The user's thread appends records (``append``, under one ``threading.Condition``); the
-sender in the trio loop takes ready batches (``ready``) and hands them back when they are
-done (``complete``) or must be retried (``requeue``). The lock is never held across I/O.
+The user's thread appends records (``append``, under one ``threading.Lock``); the sender in
+the trio loop takes ready batches (``ready``) and hands them back when they are done
+(``complete``) or must be retried (``requeue``). The lock is never held across I/O, and it is
+a plain ``Lock`` (a ``Condition`` on it serves only ``append`` waiting for room): ``append``
+takes it once per record, so it must cost no more than the C-level acquire and release.
+
+Waking the sender: ``append`` says "wake the sender" only when the sender would otherwise
+look too late: when a batch becomes ready (full, or another batch queued behind it) or a new
+batch starts a linger timer earlier than the sender's next look (``ready`` records when
+that is: its next timer, or never while it only waits for answers). A wake from the user's
+thread is a cross-thread call into the loop (a socket write, and the GIL handed over), so a
+burst of records costs at most one wake, not one per new batch.
 
 Rules it keeps:
 
@@ -21,14 +30,27 @@ Rules it keeps:
   its producer id and while no retry is pending: a retry goes alone, once everything in
   flight before it has answered, so the broker sees sequences in order (it refuses a gap with
   OUT_OF_ORDER_SEQUENCE and answers a duplicate with the first copy's offset).
+- Pipelining is for full batches: a batch that is not full (and has no batch queued behind
+  it) waits, filling, until its partition has nothing in flight, unless a flush or close
+  is in progress. Why: every batch is a Raft entry, replicated and fsynced on a majority,
+  and the broker's cost per entry is what grows its latency under load. Sending a few
+  records every linger behind entries still in flight queued them there: at 10,000
+  records/s over 3 partitions (linger 1 ms, 3 brokers on one 2-core host) the answer to a
+  batch took ~25 ms with up to 5 small batches of a partition in flight, ~7 ms with one,
+  and a lone single-record PRODUCE ~4 ms at the same time. Waiting for the answer makes
+  the next batch as big as the records that came meanwhile, so the partition sends one
+  entry per round trip; once records come faster than a round trip fills a batch,
+  batches are full and up to ``max_in_flight`` of them travel at once again.
 - A batch is ready when it is full (``batch_bytes``), when another batch waits behind it, when
   it has waited ``linger_ms``, or while a flush or close is in progress.
-- Sticky partitioning moves a topic's sticky partition when a batch of it is taken.
+- Sticky partitioning moves a topic's sticky partition when a batch of it is taken (under
+  the lock); reading it (``sticky_partition``) takes no lock: see ``StickyPartitions``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -311,7 +333,13 @@ class RecordAccumulator:
         self.delivery_timeout_s = delivery_timeout_ms / 1000
         self.sticky = sticky or StickyPartitions()
         self.partition_counts: dict[str, int] = {}
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        """Signalled when bytes are freed (or on close), for ``append`` waiting for room."""
+        self._room_waiters = 0
+        self._sender_looks_s = math.inf
+        """When the sender will next call ``ready`` by itself (its next timer; inf: only when
+        woken). ``append`` wakes it only for a batch ready before that."""
         self._queues: dict[tuple[str, int], deque[ProducerBatch]] = {}
         self._in_flight: dict[tuple[str, int], int] = {}
         self.max_in_flight = max_in_flight
@@ -331,8 +359,8 @@ class RecordAccumulator:
         return self._used_bytes
 
     def sticky_partition(self, topic: str, partitions: int) -> int:
-        with self._cond:
-            return self.sticky.partition(topic, partitions)
+        """The topic's sticky partition; no lock (see ``StickyPartitions``)."""
+        return self.sticky.partition(topic, partitions)
 
     def append(
         self, topic: str, partition: int, record: Record, max_block_ms: int
@@ -345,22 +373,17 @@ class RecordAccumulator:
                 f"a record of about {size} bytes does not fit the producer's "
                 f"{self.buffer_bytes}-byte buffer; raise buffer_bytes or send smaller records"
             )
-        with self._cond:
-            deadline = time.monotonic() + max_block_ms / 1000
-            while self._used_bytes + size > self.buffer_bytes and not self._closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise BufferFullError(
-                        f"the producer's buffer ({self.buffer_bytes} bytes) stayed full for "
-                        f"{max_block_ms} ms, so the record was not queued: the cluster is "
-                        "slow or unreachable; retry later, or raise buffer_bytes/max_block_ms"
-                    )
-                self._cond.wait(remaining)
+        with self._lock:
+            if self._used_bytes + size > self.buffer_bytes and not self._closed:
+                self._wait_for_room(size, max_block_ms)
             if self._closed:
                 raise ClientClosedError("the producer is closed; records can no longer be sent")
-            queue = self._queues.setdefault((topic, partition), deque())
+            tp = (topic, partition)
+            queue = self._queues.get(tp)
+            if queue is None:
+                queue = self._queues[tp] = deque()
             batch = queue[-1] if queue and not queue[-1].sealed else None
-            wake = False
+            ready_at_s = math.inf  # when what this append changed makes a batch ready
             if batch is None or (batch.records and batch.size_bytes + size > self.batch_bytes):
                 now = time.monotonic()
                 records: list[Record] = []
@@ -368,24 +391,53 @@ class RecordAccumulator:
                 batch = ProducerBatch(
                     topic, partition, now, now + self.delivery_timeout_s, records, completion
                 )
+                # the head is ready at once when this one queues behind it (``ready``)
+                ready_at_s = now + self.linger_s if not queue else now
                 queue.append(batch)
                 self._incomplete.add(completion)
-                wake = True
-            future = SendFuture(batch.completion, len(batch.records))
-            batch.records.append(record)
+            records = batch.records
+            future = SendFuture(batch.completion, len(records))
+            records.append(record)
             batch.size_bytes += size
             self._used_bytes += size
             if batch.size_bytes >= self.batch_bytes:
-                wake = True
-            return future, wake
+                ready_at_s = 0.0  # full: ready now
+            if ready_at_s < self._sender_looks_s:
+                # the sender would look too late: wake it; until it looks (``ready``), it
+                # is known to be on its way, so later appends need not wake it again
+                self._sender_looks_s = 0.0
+                return future, True
+            return future, False
 
-    def _may_send(self, tp: tuple[str, int], batch: ProducerBatch) -> bool:
-        """Whether ``batch``, the head of ``tp``'s queue, may leave now (order rules)."""
+    def _wait_for_room(self, size: int, max_block_ms: int) -> None:
+        """(Under the lock) wait until ``size`` more bytes fit the buffer, at most
+        ``max_block_ms``; ``BufferFullError`` past it."""
+        deadline = time.monotonic() + max_block_ms / 1000
+        while self._used_bytes + size > self.buffer_bytes and not self._closed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BufferFullError(
+                    f"the producer's buffer ({self.buffer_bytes} bytes) stayed full for "
+                    f"{max_block_ms} ms, so the record was not queued: the cluster is "
+                    "slow or unreachable; retry later, or raise buffer_bytes/max_block_ms"
+                )
+            self._room_waiters += 1
+            try:
+                self._room.wait(remaining)
+            finally:
+                self._room_waiters -= 1
+
+    def _may_send(self, tp: tuple[str, int], batch: ProducerBatch, eager: bool) -> bool:
+        """Whether ``batch``, the head of ``tp``'s queue, may leave now (order rules).
+        ``eager``: it is full (or has a batch behind it) or a flush or close is on, so it
+        may pipeline behind the partition's batches in flight (see the module docstring)."""
         in_flight = self._in_flight.get(tp, 0)
         if in_flight == 0:
             return not (self.idempotent and not batch.sealed and self.producer is None)
         if not self.idempotent or batch.sealed or self.producer is None:
             return False  # a retry goes alone; without idempotence one at a time
+        if not eager:
+            return False  # a batch that is not full fills until the answers come
         seq = self._sequences.get(tp)
         return (
             seq is not None
@@ -412,14 +464,16 @@ class RecordAccumulator:
         the next one will be ready (now, when a partition could send another at once)."""
         out: list[ProducerBatch] = []
         next_s: float | None = None
-        with self._cond:
+        with self._lock:
             force = self._flushing > 0 or self._closed
             for tp, queue in self._queues.items():
-                if not queue or not self._may_send(tp, queue[0]):
+                if not queue:
                     continue
                 batch = queue[0]
-                due = batch.retry_at_s if batch.sealed else batch.created_s + self.linger_s
                 full = batch.size_bytes >= self.batch_bytes or len(queue) > 1
+                if not self._may_send(tp, batch, full or force):
+                    continue
+                due = batch.retry_at_s if batch.sealed else batch.created_s + self.linger_s
                 if batch.sealed and now_s < batch.retry_at_s:
                     pass
                 elif full or force or now_s >= due:
@@ -432,17 +486,23 @@ class RecordAccumulator:
                         count = self.partition_counts.get(batch.topic, 1)
                         self.sticky.on_batch_sent(batch.topic, batch.partition, count)
                     out.append(batch)
-                    if queue and self._may_send(tp, queue[0]):
-                        next_s = now_s
+                    if queue:
+                        head = queue[0]
+                        eager = force or head.size_bytes >= self.batch_bytes or len(queue) > 1
+                        if self._may_send(tp, head, eager):
+                            next_s = now_s
                     continue
                 wake_at = min(due, batch.deadline_s)
                 next_s = wake_at if next_s is None else min(next_s, wake_at)
+            # the sender calls ``ready`` again at ``next_s`` (or when woken): an append
+            # making a batch ready before then must wake it
+            self._sender_looks_s = math.inf if next_s is None else next_s
         return out, next_s
 
     def expired(self, now_s: float) -> list[ProducerBatch]:
         """Take the queued (not in flight) batches whose delivery deadline passed."""
         out: list[ProducerBatch] = []
-        with self._cond:
+        with self._lock:
             for tp, queue in self._queues.items():
                 if self._in_flight.get(tp, 0):
                     continue
@@ -453,7 +513,7 @@ class RecordAccumulator:
     def requeue(self, batch: ProducerBatch, retry_at_s: float) -> None:
         """Put an in-flight batch back at the head of its queue (among the other retries, in
         sequence order), to be sent at ``retry_at_s``."""
-        with self._cond:
+        with self._lock:
             batch.retry_at_s = retry_at_s
             tp = (batch.topic, batch.partition)
             queue = self._queues.setdefault(tp, deque())
@@ -481,7 +541,7 @@ class RecordAccumulator:
     def earlier_pending(self, batch: ProducerBatch) -> bool:
         """Whether a batch before ``batch`` (same partition and producer id) is still queued
         or in flight: then an OUT_OF_ORDER_SEQUENCE for ``batch`` only means "not yet"."""
-        with self._cond:
+        with self._lock:
             tp = (batch.topic, batch.partition)
             seq = self._sequences.get(tp)
             if seq is None or seq.producer_id != batch.producer_id:
@@ -491,7 +551,7 @@ class RecordAccumulator:
     def release(self, batch: ProducerBatch, *, in_flight: bool = True, acked: bool = False) -> None:
         """Forget a finished batch (its completion is being set): frees its bytes.
         ``acked``: the cluster wrote it (its partition may pipeline again)."""
-        with self._cond:
+        with self._lock:
             tp = (batch.topic, batch.partition)
             if in_flight:
                 self._done_in_flight(tp)
@@ -503,32 +563,33 @@ class RecordAccumulator:
                     seq.cautious = False
             self._used_bytes -= batch.size_bytes - BATCH_OVERHEAD_BYTES
             self._incomplete.discard(batch.completion)
-            self._cond.notify_all()
+            if self._room_waiters:
+                self._room.notify_all()
         if self.on_release is not None:
             self.on_release()
 
     def incomplete(self) -> list[BatchCompletion]:
         """The completions of the batches not released yet (queued or in flight)."""
-        with self._cond:
+        with self._lock:
             return list(self._incomplete)
 
     def begin_flush(self) -> None:
-        with self._cond:
+        with self._lock:
             self._flushing += 1
 
     def end_flush(self) -> None:
-        with self._cond:
+        with self._lock:
             self._flushing -= 1
 
     def close(self) -> None:
         """Refuse new records; what is queued is sent at once (no linger)."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            self._room.notify_all()
 
     def abandon(self) -> list[ProducerBatch]:
         """Take every queued batch (the producer is closing without waiting for them)."""
-        with self._cond:
+        with self._lock:
             out = [b for q in self._queues.values() for b in q]
             self._queues.clear()
             return out

@@ -445,6 +445,9 @@ def make_record(
     timestamp: int | None,
 ) -> Record:
     """The record ``send`` queues (``TypeError``/``ValueError`` for bad input)."""
+    if timestamp is None and not headers and type(value) is bytes and key is None:
+        # the common case, per record on the hot path: no conversions to make
+        return Record(None, value, (), int(time.time() * 1000))
     if timestamp is not None and not 0 <= timestamp < 2**63:
         raise ValueError(f"timestamp must be milliseconds since the epoch, not {timestamp}")
     return Record(
@@ -554,10 +557,16 @@ class Producer(ClosesOnExit):
         if self._closed:
             raise ClientClosedError("the producer is closed; records can no longer be sent")
         record = make_record(value, key, headers, timestamp)
-        count = self.partitions_for(topic)
-        partition = choose_partition(self._acc, topic, count, partition, record.key)
-        future, wake = self._acc.append(topic, partition, record, self._max_block_ms)
-        if wake:
+        acc = self._acc
+        count = acc.partition_counts.get(topic)
+        if count is None:
+            count = self.partitions_for(topic)
+        if partition is None and record.key is None:
+            partition = acc.sticky.partition(topic, count)
+        else:
+            partition = choose_partition(acc, topic, count, partition, record.key)
+        future, wake = acc.append(topic, partition, record, self._max_block_ms)
+        if wake:  # at most once per burst of records: see ``RecordAccumulator.append``
             self._loop.run_sync_soon(self._sender.wake)
         return future
 
