@@ -25,6 +25,7 @@ import os
 import random
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,7 +50,7 @@ from raftlog.scenarios.history import (
 from raftlog.scenarios.proxy_control import ProxyControl
 from raftlog.storage.failure import DISK_FAILURE_EXIT
 from raftlog.storage.files import apply_power_loss
-from raftlog.testing.procs import free_port_blocks, free_ports, wait_until
+from raftlog.testing.procs import free_port_blocks, wait_until
 
 PROXY_HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
@@ -160,7 +161,27 @@ class ScenarioCluster:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self) -> None:
+    def start(self, attempts: int = 3) -> None:
+        """Start the proxy and every broker and wait until they are ready. Ports are picked
+        free and then bound by another process, so another program (or a second scenario
+        run) can take one in between: a start that fails is undone and tried again with
+        fresh ports and folders, ``attempts`` times at most."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once()
+                return
+            except (RuntimeError, TimeoutError, OSError) as e:
+                if attempt == attempts:
+                    raise
+                self.say(f"cluster start failed ({e}); starting again with fresh ports")
+                self.close()
+                self.nodes.clear()
+                self.proxy, self.proxy_proc = None, None
+                for child in self.root.iterdir():
+                    if child.is_dir():
+                        shutil.rmtree(child, ignore_errors=True)
+
+    def _start_once(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.secret_file.write_text(secrets.token_urlsafe(32) + "\n")
         for i in range(1, self.n + 1):
@@ -189,20 +210,22 @@ class ScenarioCluster:
     def _start_proxy(self) -> None:
         routes_file = self.root / "proxy-routes.json"
         routes_file.write_text(json.dumps(self._routes(), indent=1))
-        (control_port,) = free_ports(1, PROXY_HOST)
         log = open(self.root / "proxy.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             self.proxy_proc = subprocess.Popen(
                 [sys.executable, "-m", "raftlog.scenarios.proxy", "--routes", str(routes_file),
-                 "--control-port", str(control_port), "--seed", str(self.seed)],
+                 "--control-port", "0", "--seed", str(self.seed)],
                 stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         finally:
             log.close()
         assert self.proxy_proc.stdout is not None
         ready = _read_line(self.proxy_proc.stdout, timeout_s=30.0)
-        doc = json.loads(ready)
-        if doc.get("event") != "ready":
+        try:
+            doc = json.loads(ready)
+        except ValueError:
+            doc = {}
+        if not isinstance(doc, dict) or doc.get("event") != "ready":
             raise RuntimeError(f"the fault proxy did not start: {ready!r}")
         self.ports = {str(k): int(v) for k, v in doc["ports"].items()}
         threading.Thread(
