@@ -222,6 +222,16 @@ class DurableJournal:
         self._dirty = False
 
     def sync(self) -> None:
+        """Make every appended entry and the term/vote durable (see ``_sync``); a failure
+        goes to ``on_write_failure`` first (every caller: the tick, the send hook)."""
+        try:
+            self._sync()
+        except OSError as e:
+            if self.on_write_failure is not None:
+                self.on_write_failure("metadata journal sync", e)
+            raise
+
+    def _sync(self) -> None:
         """Make every entry added so far durable (and a pending cut, if still pending)."""
         with self._lock:
             if self._pending_cut is not None:
