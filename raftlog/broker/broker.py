@@ -134,6 +134,14 @@ class Broker:
         self._metadata_addr = {config.metadata_address_of(m): m.node_id for m in config.members}
         self._metadata_addr.update({config.metadata_dial_of(m): m.node_id for m in config.members})
 
+    def _disk_failure(self, where: str, error: BaseException) -> None:
+        """A write or fsync failed: halt (``raftlog.storage.failure``), unless the broker is
+        already stopping and closed the files under a write still in flight."""
+        if self._stopping.is_set():
+            log.warning("event=write_failed_while_stopping where=%s error=%r", where, error)
+            return
+        halt_on_disk_failure(where, error)
+
     def metadata_leader(self) -> int | None:
         if self.quorum is None:
             return None
@@ -156,7 +164,7 @@ class Broker:
                 fs=self.fs,
             ),
             on_image=lambda image: box[0].on_image(image) if box else None,
-            on_disk_failure=halt_on_disk_failure,
+            on_disk_failure=self._disk_failure,
         )
         try:
             self.bridge = MetadataBridge(self.quorum)
@@ -189,7 +197,7 @@ class Broker:
             timings=RaftTimings(tick_ms=cfg.tick_ms),
             on_leader=self._report_leader,
             clock_ms=self.wall_ms,
-            on_disk_failure=halt_on_disk_failure,
+            on_disk_failure=self._disk_failure,
         )
         replicas_box.append(replicas)
         self.replicas = replicas
