@@ -265,9 +265,22 @@ def _first_polled_after(
 
 def _commits_by_partition(history: Iterable[Event]) -> dict[int, list[Commit]]:
     """partition -> its commits that may have been taken (accepted or unanswered), in time
-    order."""
+    order. A member records each commit as unanswered before sending it and again with
+    the broker's answer (same member, generation, partition, offset and ``t``); the
+    unanswered record of a commit that got an answer is left out."""
+    all_commits = _events(history, Commit)
+    answered = {
+        (c.member, c.generation, c.partition, c.offset, c.t)
+        for c in all_commits
+        if c.accepted is not None
+    }
     commits: dict[int, list[Commit]] = defaultdict(list)
-    for commit in sorted(_events(history, Commit), key=lambda commit: commit.t):
+    for commit in sorted(all_commits, key=lambda commit: commit.t):
+        if commit.accepted is None and (
+            (commit.member, commit.generation, commit.partition, commit.offset, commit.t)
+            in answered
+        ):
+            continue
         if commit.accepted is not False:
             commits[commit.partition].append(commit)
     return commits

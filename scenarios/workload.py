@@ -208,6 +208,10 @@ def run_member(args: argparse.Namespace) -> int:
                     continue
                 offsets = {(args.topic, p): got[-1][0] + 1 for p, got in by_partition.items()}
                 t_commit = time.monotonic()
+                # the intent first: a member killed while its commit is in flight leaves an
+                # unanswered commit in the history, which the broker may well have taken
+                for (_, p), offset in sorted(offsets.items()):
+                    history.append(Commit(args.name, generation, p, offset, None, t_commit))
                 accepted: bool | None
                 try:
                     consumer.commit(offsets)
@@ -217,8 +221,9 @@ def run_member(args: argparse.Namespace) -> int:
                 except RaftlogError as e:
                     print(f"member {args.name}: commit: {e}", file=sys.stderr)
                     accepted = None
-                for (_, p), offset in sorted(offsets.items()):
-                    history.append(Commit(args.name, generation, p, offset, accepted, t_commit))
+                if accepted is not None:
+                    for (_, p), offset in sorted(offsets.items()):
+                        history.append(Commit(args.name, generation, p, offset, accepted, t_commit))
         finally:
             try:
                 consumer.close(timeout_ms=5_000)

@@ -539,6 +539,34 @@ def test_group_start_fails_a_same_generation_reassignment_that_rewinds() -> None
     fails(check_group_start(history), rewound=1, skipped=0)
 
 
+def test_group_start_counts_the_commit_of_a_member_killed_while_it_was_in_flight() -> None:
+    # found by S14: m2 sent its commit of 4 and was SIGKILLed before the answer; the broker
+    # had taken it and the next owner rightly started at 4
+    history: list[Event] = [
+        Assign("m2", 4, [0], 0.5),
+        Commit("m2", 4, 0, 3, None, 1.0),
+        Commit("m2", 4, 0, 3, True, 1.0),
+        Commit("m2", 4, 0, 4, None, 1.5),  # the intent; no answer was ever recorded
+        Assign("m4", 5, [0], 3.0),
+        poll("m4", 5, 0, 3.5, (4, "e")),
+        final(0, *[(offset, f"v{offset}") for offset in range(6)]),
+    ]
+    passes(check_group_start(history))
+
+
+def test_group_start_ignores_the_intent_of_a_commit_that_was_refused() -> None:
+    history: list[Event] = [
+        Commit("m2", 4, 0, 3, None, 1.0),
+        Commit("m2", 4, 0, 3, True, 1.0),
+        Commit("m2", 4, 0, 5, None, 1.5),
+        Commit("m2", 4, 0, 5, False, 1.5),  # refused: its intent is no possible start
+        Assign("m4", 5, [0], 3.0),
+        poll("m4", 5, 0, 3.5, (5, "f")),
+        final(0, *[(offset, f"v{offset}") for offset in range(6)]),
+    ]
+    fails(check_group_start(history), rewound=0, skipped=1)
+
+
 def test_group_start_fails_on_a_start_between_the_possible_offsets() -> None:
     history: list[Event] = [
         Commit("m1", 1, 0, 2, True, 1.0),
