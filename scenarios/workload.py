@@ -39,6 +39,7 @@ from raftlog.scenarios.history import (
     Assign,
     Commit,
     HistoryWriter,
+    Phase,
     Poll,
     Seek,
     Send,
@@ -99,17 +100,10 @@ def run_producer(args: argparse.Namespace) -> int:
                 pending += 1
             try:
                 future = producer.send(args.topic, value, key=key, partition=partition)
-            except DEFINITELY_NOT_WRITTEN:
-                history.append(
-                    Send(args.name, key, value, partition, "fail", None, t_start, time.monotonic())
-                )
-                with lock:
-                    pending -= 1
-                return
-            except RaftlogError:
-                history.append(
-                    Send(args.name, key, value, partition, "info", None, t_start, time.monotonic())
-                )
+            except RaftlogError as e:
+                phase: Phase = "fail" if isinstance(e, DEFINITELY_NOT_WRITTEN) else "info"
+                t_end = time.monotonic()
+                history.append(Send(args.name, key, value, partition, phase, None, t_start, t_end))
                 with lock:
                     pending -= 1
                 return
