@@ -99,7 +99,9 @@ def s02_crash_minority(nemesis: Nemesis) -> None:
         nemesis.sleep(rng.uniform(0.5, 1.5), allow_past_deadline=True)
         others = [i for i in cluster.ids if i not in first] or first
         second = rng.sample(others, min(size, len(others)))
-        nemesis.fault("kill", f"brokers {second}", "another minority during recovery")
+        nemesis.fault(
+            "kill", f"brokers {second}", "another minority during recovery", available=False
+        )
         for i in second:
             cluster.kill(i)
         nemesis.sleep(rng.uniform(2.0, 4.0), allow_past_deadline=True)
@@ -107,7 +109,7 @@ def s02_crash_minority(nemesis: Nemesis) -> None:
         nemesis.sleep(rng.uniform(5.0, 8.0))
         if not nemesis.running():
             break
-        nemesis.fault("kill", "all brokers", "kill every broker, restart all")
+        nemesis.fault("kill", "all brokers", "kill every broker, restart all", available=False)
         for i in cluster.ids:
             cluster.kill(i)
         nemesis.sleep(rng.uniform(1.0, 3.0), allow_past_deadline=True)
@@ -251,7 +253,10 @@ def s09_power_loss_all(nemesis: Nemesis) -> None:
     nemesis.sleep(_jitter(rng, 6 * k, 2 * k))
     while nemesis.running():
         torn = rng.random() < 0.5
-        nemesis.fault("power-loss", "all brokers", f"every broker at once, torn tail: {torn}")
+        nemesis.fault(
+            "power-loss", "all brokers", f"every broker at once, torn tail: {torn}",
+            available=False,
+        )  # fmt: skip
         for i in cluster.ids:
             cluster.power_fail(i, torn=torn)
         nemesis.sleep(rng.uniform(1.0, 3.0) * k, allow_past_deadline=True)
@@ -349,7 +354,10 @@ def s14_group_churn(nemesis: Nemesis) -> None:
         else:
             coordinator = cluster.metadata_leader()
             if coordinator is not None:
-                nemesis.fault("cut", f"client->{coordinator}", "clients cut from the coordinator")
+                nemesis.fault(
+                    "cut", f"client->{coordinator}", "clients cut from the coordinator",
+                    available=False,
+                )  # fmt: skip
                 cluster.control().cut(f"client->{coordinator}", "both", True)
                 nemesis.sleep(rng.uniform(4.0, 8.0), allow_past_deadline=True)
         nemesis.heal()

@@ -496,11 +496,16 @@ def check_availability(
 ) -> CheckResult:
     """availability, with U = ``max_unavailable_s`` and R = ``max_recovery_s``:
 
-    (a) ``quiet-gap``: while no fault is active, a partition waits more than U seconds for
-    an ok Send while sends to it are pending. No fault is active from R seconds after the
-    history's first timed event (start-up, as a heal) until the first Fault, and from R
-    seconds after each Heal until the next Fault (a Heal ends every active fault); the
-    last such window ends at the history's last timed event. In a window, the gaps run
+    (a) ``quiet-gap``: while the cluster is expected to serve, a partition waits more than U
+    seconds for an ok Send while sends to it are pending. It is expected to serve from R
+    seconds after the history's first timed event (start-up, as a heal) until the first
+    Fault that takes the service away (``available=False``: every broker killed, a
+    majority down, clients cut off), and from R seconds after each Heal until the next
+    such Fault (a Heal ends every active fault); the last such window ends at the
+    history's last timed event. Faults that leave a connected majority (``available``,
+    the default: a leader killed, paused or isolated, a minority power-failed, a flaky or
+    one-way link) do not end a window: SCENARIOS.md's "a partition with a connected
+    majority acked nothing for longer than U". In a window, the gaps run
     between the window's start, the ``t_end`` of each ok send to the partition, and the
     window's end; a gap's wait is from the start of the first completed send (of any
     outcome) pending in it to the end of the last one, clipped to the gap.
@@ -530,13 +535,18 @@ def _timed(event: Event) -> float | None:
 
 
 def _fault_free_windows(history: Sequence[Event], grace: float) -> list[tuple[float, float]]:
-    """The ``[start, end)`` intervals with no active fault, each starting ``grace`` seconds
-    after the start of the history or a Heal."""
+    """The ``[start, end)`` intervals in which no fault that takes the service away is
+    active, each starting ``grace`` seconds after the start of the history or a Heal."""
     times = [t for t in map(_timed, history) if t is not None]
     if not times:
         return []
     nemesis = sorted(
-        (event for event in history if isinstance(event, Fault | Heal)), key=lambda e: e.t
+        (
+            event
+            for event in history
+            if isinstance(event, Heal) or (isinstance(event, Fault) and not event.available)
+        ),
+        key=lambda e: e.t,
     )
     windows: list[tuple[float, float]] = []
     clean_since: float | None = min(times) + grace
@@ -574,7 +584,7 @@ def _check_quiet_gaps(
                 "quiet-gap",
                 f"partition {partition}: no ok send from t={wait_start:.2f} to "
                 f"t={wait_end:.2f} ({wait_end - wait_start:.1f} s > U={limit:.1f} s) "
-                "with sends pending and no fault active",
+                "with sends pending while the cluster was expected to serve",
             )
 
 

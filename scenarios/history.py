@@ -203,12 +203,17 @@ class TermOnRestart:
 class Fault:
     """The nemesis started a fault: ``kind`` (e.g. ``"kill"``, ``"partition"``), on
     ``target`` (a broker, a link, a set of nodes), with free-form ``detail``. A fault stays
-    active until the next :class:`Heal`."""
+    active until the next :class:`Heal`. ``available``: while it lasts a majority of the
+    brokers stays up and connected, and clients can reach them, so every partition is
+    expected to keep acknowledging (SCENARIOS.md's "a partition with a connected
+    majority"); False for faults that take that away (every broker killed, a majority
+    down, clients cut from a broker). Absent in a stored line: True."""
 
     kind: str
     target: str
     detail: str
     t: float
+    available: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,12 +332,21 @@ def from_json_line(line: str) -> Event:
 def _decode_fields(cls: type[Event], obj: dict[str, Any]) -> dict[str, Any]:
     hints = get_type_hints(cls)
     names = [field.name for field in dataclasses.fields(cls)]
-    missing = [name for name in names if name not in obj]
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    missing = [
+        name
+        for name in names
+        if name not in obj
+        and fields[name].default is dataclasses.MISSING
+        and fields[name].default_factory is dataclasses.MISSING
+    ]
     extra = sorted(set(obj) - set(names))
     if missing or extra:
         raise ValueError(f"{_TYPE_NAMES[cls]}: missing fields {missing}, unexpected fields {extra}")
     decoded: dict[str, Any] = {}
     for name in names:
+        if name not in obj:
+            continue  # a field with a default, absent from an older line
         try:
             decoded[name] = _DECODERS[hints[name]](obj[name])
         except (TypeError, ValueError) as exc:

@@ -135,9 +135,12 @@ class Nemesis:
                 raise Stop()
             self.workload.check_alive()
 
-    def fault(self, kind: str, target: str, detail: str = "") -> None:
+    def fault(self, kind: str, target: str, detail: str = "", *, available: bool = True) -> None:
+        """Log a fault; ``available=False`` when it takes away the service the cluster owes
+        (every broker or a majority down, clients cut off): the availability checker's U
+        does not apply while it lasts."""
         self.faults += 1
-        self.record(Fault(kind, target, detail, time.monotonic()))
+        self.record(Fault(kind, target, detail, time.monotonic(), available))
         self.say(f"fault {kind} {target} {detail}".rstrip())
 
     def heal(self) -> None:

@@ -71,6 +71,11 @@ def parse_bootstrap(bootstrap: str | Sequence[str]) -> list[tuple[str, int]]:
     return out
 
 
+METADATA_TURN_S = 2.0
+"""How long a METADATA asked of the broker whose turn it is may take before any other
+connection is used instead."""
+
+
 class Cluster:
     """Metadata cache and connection pool of one client; see the module docstring."""
 
@@ -87,6 +92,7 @@ class Cluster:
         self._connect_locks: dict[int, trio.Lock] = {}
         self._bootstrap_conn: Connection | None = None
         self._refresh_lock = trio.Lock()
+        self._metadata_turn = -1
         self._last_refresh = -1e9
         self._closed = False
 
@@ -168,18 +174,39 @@ class Cluster:
             names = None if topics is None else tuple(sorted(set(topics)))
             request = MetadataRequest(topics=names)
             timeout_ms = self.config.request_timeout_ms
-            conn = await self.any_connection()
-            try:
-                answer = await conn.request(request, timeout_ms=timeout_ms)
-            except (ConnectionLostError, RequestTimedOutError):
-                # METADATA is safe to repeat: once more, on another connection
-                conn.close()
+            answer = await self._metadata_by_turns(request)
+            if answer is None:
                 conn = await self.any_connection()
-                answer = await conn.request(request, timeout_ms=timeout_ms)
+                try:
+                    answer = await conn.request(request, timeout_ms=timeout_ms)
+                except (ConnectionLostError, RequestTimedOutError):
+                    # METADATA is safe to repeat: once more, on another connection
+                    conn.close()
+                    conn = await self.any_connection()
+                    answer = await conn.request(request, timeout_ms=timeout_ms)
             if not isinstance(answer, MetadataResponse):
                 raise broker_error(ErrorCode.UNKNOWN, f"got {type(answer).__name__}", "METADATA")
             self._last_refresh = time.monotonic()
             self.apply(answer, full=names is None)
+
+    async def _metadata_by_turns(self, request: MetadataRequest) -> Response | None:
+        """METADATA from the next known broker in turn, or None (then any connection is
+        used, with the full timeout). A broker cut off from the metadata quorum answers
+        from its last image, which may name itself the leader of partitions that moved on;
+        a client that always asked that broker would follow it until the cut heals. Taking
+        turns, the refresh after its NOT_LEADER or timeout asks another broker. A turn gets
+        ``METADATA_TURN_S`` at most, so a paused broker costs little."""
+        ids = sorted(self.brokers)
+        if len(ids) < 2:
+            return None
+        self._metadata_turn = (self._metadata_turn + 1) % len(ids)
+        with trio.move_on_after(METADATA_TURN_S):
+            try:
+                conn = await self.connection(NodeId(ids[self._metadata_turn]))
+                return await conn.request(request, timeout_ms=int(METADATA_TURN_S * 1000))
+            except (BrokerUnreachableError, ConnectionLostError, RequestTimedOutError):
+                return None
+        return None
 
     def apply(self, answer: MetadataResponse, *, full: bool = False) -> None:
         """Take a METADATA answer into the cache."""

@@ -102,6 +102,8 @@ class PartitionDriver:
         self.leader: NodeId | None = core.status.leader
         self.fenced: BaseException | None = None
         self.on_soft_state: Callable[[SoftState], None] | None = None
+        self._deposed_ticks: int | None = None
+        """Ticks since this replica stopped leading with acks=all waiters still waiting."""
         self.producers = ProducerStates()
         self.producers.rebuild(int(store.log_start_offset()), store.producer_batches())
         # producer fields of this leader's own proposals not yet written, by offset: spares
@@ -196,6 +198,7 @@ class PartitionDriver:
         core = self.core
         if kind == "tick":
             core.tick()
+            self._expire_deposed_waiters()
         elif kind == "step":
             core.step(item[1])
         elif kind == "campaign":
@@ -321,6 +324,10 @@ class PartitionDriver:
             self.leader = rd.soft_state.leader
             if self.role is not Role.LEADER:
                 self._proposed.clear()  # proposals not written by now are the next leader's
+                if self._commit_waiters and self._deposed_ticks is None:
+                    self._deposed_ticks = 0
+            else:
+                self._deposed_ticks = None
             if self.on_soft_state is not None:
                 self.on_soft_state(rd.soft_state)
         if rd.local_end_offset is not None:
@@ -334,6 +341,24 @@ class PartitionDriver:
         if self.role is not Role.LEADER and self._durable_waiters:
             # acks=1 waiters of a deposed leader: their entries may survive or not
             self._fail(self._durable_waiters, self._unknown("leadership was lost"))
+
+    def _expire_deposed_waiters(self) -> None:
+        """acks=all waiters of a leader that lost its leadership: the next leader's commit
+        usually reaches this replica within a few ticks (a transfer, a lost election) and
+        answers them; a replica cut off from the others hears nothing, and its producers
+        would wait their whole request timeout. After two election timeouts they are told
+        the outcome is unknown (an idempotent producer resends, deduplicated if the entry
+        survived) and go looking for the new leader."""
+        if self._deposed_ticks is None:
+            return
+        if self.role is Role.LEADER or not self._commit_waiters:
+            self._deposed_ticks = None
+            return
+        self._deposed_ticks += 1
+        if self._deposed_ticks >= 2 * self.core.config.election_timeout_ticks:
+            self._deposed_ticks = None
+            waiters, self._commit_waiters = self._commit_waiters, []
+            self._fail(waiters, self._unknown("leadership was lost and no commit came since"))
 
     def _log_hard_state(self, term: int, vote: NodeId | None) -> None:
         """One structured line per durable change of (term, vote), written after it was

@@ -198,3 +198,35 @@ async def test_drivers_elect_replicate_and_answer_precisely(tmp_path: Any) -> No
         # every replica holds the same committed values
         assert read_values(drivers[0]) == read_values(drivers[1]) == read_values(drivers[2])
         nursery.cancel_scope.cancel()
+
+
+async def test_a_cut_off_leader_answers_its_waiting_producers_soon(tmp_path: Any) -> None:
+    # found by S03: a leader isolated from its peers steps down (check-quorum) but its
+    # acks=all producers waited their whole request timeout; now they hear "unknown
+    # outcome" after two election timeouts and go find the new leader
+    root = str(tmp_path)
+    net = Net()
+    flusher = Flusher()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(flusher.run)
+        drivers = [make_driver(root, net, flusher, n, "p-0") for n in IDS]
+        for d in drivers:
+            nursery.start_soon(d.run)
+        nursery.start_soon(ticker, drivers)
+        leader = await wait_leader(drivers)
+        await leader.propose(batch(b"before"), 1, Acks.ALL)
+        net.cut.add(leader.core.id)
+        t0 = trio.current_time()
+        error: ProduceError | None = None
+        try:
+            with trio.fail_after(5):
+                await leader.propose(batch(b"during"), 1, Acks.ALL)
+        except ProduceError as e:
+            error = e
+        assert error is not None and error.code == ErrorCode.UNKNOWN_OUTCOME, error
+        # election timeout 10 ticks of 10 ms: step down after ~1 timeout, answer after 2 more
+        assert trio.current_time() - t0 < 2.0
+        new = await wait_leader(drivers, exclude={leader.core.id})
+        assert new is not leader
+        net.cut.clear()
+        nursery.cancel_scope.cancel()

@@ -794,7 +794,7 @@ def test_availability_passes_on_steady_sends_and_outages_during_faults() -> None
     history: list[Event] = [
         *steady(0, 0.0, 10.0),
         *steady(1, 0.0, 10.0),
-        Fault("kill", "broker 1", "SIGKILL", 10.0),
+        Fault("kill", "all brokers", "SIGKILL", 10.0, available=False),
         *pending(0, 10.0, 30.0),  # unavailable while the fault lasts: allowed
         *steady(1, 10.0, 40.0),
         Heal(30.0),
@@ -806,6 +806,22 @@ def test_availability_passes_on_steady_sends_and_outages_during_faults() -> None
     result = availability(history)
     passes(result)
     assert result.counts["fault-free-windows"] == 2
+
+
+def test_availability_fails_on_an_outage_while_a_connected_majority_was_there() -> None:
+    # found with S03: the partitions of an isolated leader acked nothing for the whole
+    # isolation, although the other two brokers could elect a leader at once
+    history: list[Event] = [
+        *steady(0, 0.0, 10.0),
+        *steady(1, 0.0, 30.0),
+        Fault("isolate", "broker 1", "peer links cut, clients stay", 10.0),
+        *pending(0, 10.0, 22.0),
+        Heal(22.0),
+        *steady(0, 22.0, 30.0),
+    ]
+    result = availability(history)
+    fails(result, **{"quiet-gap": 1, "slow-recovery": 0})
+    assert result.counts["fault-free-windows"] == 1
 
 
 def test_availability_fails_on_an_outage_with_no_fault_active() -> None:
@@ -903,7 +919,7 @@ def healthy_run() -> list[Event]:
         Commit("m2", 2, 0, 4, True, 3.15),
         poll("m1", 2, 1, 3.2, (1, "p1-1")),
         Commit("m1", 2, 1, 2, True, 3.25),
-        Fault("kill", "broker 1", "SIGKILL", 4.0),
+        Fault("kill", "all brokers", "SIGKILL", 4.0, available=False),
         ProcessExit(1, True, -9, 4.0),
         Vote("t-0", 2, 2, 2, 4.9),
         Vote("t-0", 3, 2, 2, 4.9),
