@@ -266,10 +266,14 @@ def s09_power_loss_all(nemesis: Nemesis) -> None:
 
 
 def s11_disk_corruption(nemesis: Nemesis) -> None:
+    """One broker, chosen once, has its files damaged while stopped, again and again: a
+    minority's files, as SCENARIOS.md says. (Damaging a second broker while the first
+    still re-replicates what it lost would damage a majority's copy of a partition, which
+    no replication protocol survives: an early version of this nemesis did that.)"""
     rng, cluster = nemesis.rng, nemesis.cluster
+    target = rng.choice(cluster.ids)
     nemesis.sleep(_jitter(rng, 8, 2))
     while nemesis.running():
-        target = rng.choice(cluster.ids)
         cluster.kill(target)
         damage = corrupt_partition_files(cluster.nodes[target].data_dir / "scenario", rng)
         nemesis.fault("disk-corruption", f"broker {target}", "; ".join(damage) or "no files")
