@@ -136,6 +136,10 @@ class RaftNode(LeaderReplication):
         self._votes: dict[NodeId, bool] = {}
         self._progress: dict[NodeId, Progress] = {}
         self._transferee: NodeId | None = None
+        self.vote_barrier: Offset | None = None
+        """While set, this node lost entries it may have acknowledged (its storage cut a
+        corrupt suffix): it grants no vote and stands in no election until its log reaches
+        this offset again, copied from a leader. See ``hold_votes_until``."""
         self._pending_conf_offset: Offset = Offset(-1)
         self._messages: list[Message] = []
         self._messages_after_persist: list[Message] = []
@@ -164,6 +168,25 @@ class RaftNode(LeaderReplication):
         else:
             self._tick_follower()
         self._assert_invariants()
+
+    def hold_votes_until(self, offset: Offset) -> None:
+        """This node's log once reached ``offset`` and lost what follows its current end
+        (a corrupt suffix cut at start-up): entries it acknowledged may be gone, so its vote
+        could help elect a leader that lacks committed entries, and its own log may lack
+        them. Until a leader has brought its log back to ``offset`` it grants no vote (nor
+        pre-vote) and does not campaign; it still follows, replicates and counts towards
+        commits of what it stores."""
+        self._assert_not_in_ready()
+        if offset > self._log.log_end_offset():
+            self.vote_barrier = Offset(offset)
+
+    def _votes_held(self) -> bool:
+        if self.vote_barrier is None:
+            return False
+        if self._log.log_end_offset() >= self.vote_barrier:
+            self.vote_barrier = None
+            return False
+        return True
 
     def campaign(self) -> None:
         """Start an election now (with pre-vote if configured), as an election timeout would."""
@@ -437,7 +460,7 @@ class RaftNode(LeaderReplication):
     # -- elections -------------------------------------------------------------------------
 
     def _promotable(self) -> bool:
-        return self.id in self.membership.voters
+        return self.id in self.membership.voters and not self._votes_held()
 
     def _hup(self, transfer: bool) -> None:
         if self.role is Role.LEADER or not self._promotable():
@@ -492,7 +515,7 @@ class RaftNode(LeaderReplication):
             self.vote == msg.src
             or (self.vote is None and self.leader is None)
             or (pre_vote and msg.term > self.term)
-        )
+        ) and not self._votes_held()
         group = self.config.group
         if can_vote and up_to_date:
             if pre_vote:
@@ -711,6 +734,16 @@ class RaftNode(LeaderReplication):
             self._send_appends_to(msg.src)
             return
         if pr.state is ProgressState.LOG_START:
+            return
+        if msg.hint_end_offset < pr.match_offset and msg.reject_offset >= pr.match_offset - 1:
+            # The follower's log ends below what it acknowledged: it lost entries (it cut a
+            # corrupt suffix at start-up). A stale refusal from before it matched would not
+            # refuse at or past the match. Forget the match (a commit already made stays:
+            # the commit offset never goes back; later commits count what it holds now) and
+            # probe from its hint, or the follower would stay behind as long as we lead.
+            pr.forget_match(Offset(max(0, msg.hint_end_offset)))
+            pr.next_offset = next_probe_offset(self._log, msg, pr.match_offset)
+            self._send_append(msg.src, pr)
             return
         if pr.state is ProgressState.REPLICATE and msg.reject_offset < pr.match_offset:
             return  # stale: we know it matches further than that

@@ -85,6 +85,12 @@ class Progress:
         self.stalled_heartbeats = 0
         self.inflights.reset()
 
+    def forget_match(self, match_offset: Offset) -> None:
+        """The follower's log shrank below what it acknowledged: match no more than
+        ``match_offset`` (never more than before) and probe from there."""
+        self.match_offset = Offset(min(self.match_offset, match_offset))
+        self.become_probe()
+
     def become_replicate(self) -> None:
         self.state = ProgressState.REPLICATE
         self.next_offset = self.match_offset

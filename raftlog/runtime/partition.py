@@ -102,6 +102,9 @@ class PartitionDriver:
         self.leader: NodeId | None = core.status.leader
         self.fenced: BaseException | None = None
         self.on_soft_state: Callable[[SoftState], None] | None = None
+        self.vote_barrier: tuple[str, int] | None = None
+        """(file, offset) of the replica's vote barrier while its core holds its votes; the
+        file is removed once the log is durable up to the offset."""
         self._deposed_ticks: int | None = None
         """Ticks since this replica stopped leading with acks=all waiters still waiting."""
         self.producers = ProducerStates()
@@ -307,6 +310,12 @@ class PartitionDriver:
             raise
         if rd.hard_state is not None:
             self._log_hard_state(rd.hard_state.term, rd.hard_state.vote)
+        if self.vote_barrier is not None and self.durable_end >= self.vote_barrier[1]:
+            path, self.vote_barrier = self.vote_barrier[0], None
+            fs = self.store.log.fs
+            if fs.exists(path):
+                fs.remove(path)
+            log.info("event=votes_released group=%s", self.core.config.group)
         if rd.entries or rd.truncate_from is not None or rd.reset_log_start is not None:
             self._track_producers(rd)
         for m in rd.messages_after_persist:

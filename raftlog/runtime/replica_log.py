@@ -17,6 +17,7 @@ from raftlog.errors import CorruptRecordError
 from raftlog.raft.log_store import Entry, HardState
 from raftlog.raft.ready import Ready
 from raftlog.runtime.producer_state import NO_PRODUCER_ID, ProducerBatch
+from raftlog.storage.files import FileSystem, read_whole, write_atomically
 from raftlog.storage.log import PartitionLog
 from raftlog.storage.record_batch import read_header
 from raftlog.types import NO_TERM, NodeId, Offset, Term
@@ -111,6 +112,21 @@ def entry_producer_batch(e: Entry) -> ProducerBatch:
 SCAN_CHUNK_BYTES = 4 * 1024 * 1024
 
 
+VOTE_BARRIER_NAME = "vote-barrier"
+"""A partition folder's file holding the log end offset a replica had before it cut a
+corrupt suffix: until its log is back there it must not vote (``RaftNode.hold_votes_until``)."""
+
+
+def read_vote_barrier(fs: FileSystem, folder: str) -> int | None:
+    path = f"{folder}/{VOTE_BARRIER_NAME}"
+    if not fs.exists(path):
+        return None
+    try:
+        return int(read_whole(fs, path, max_bytes=64).decode())
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 def drop_corrupt_suffix(plog: PartitionLog) -> int | None:
     """A replica's answer to a corrupt batch inside its log (a bit flip the storage layer
     kept in place because valid batches follow it, or one in a closed segment, which is
@@ -133,6 +149,10 @@ def drop_corrupt_suffix(plog: PartitionLog) -> int | None:
             if step > 1:
                 step = 1  # find the bad batch itself: one batch per read from here
                 continue
+            # first the barrier (durable), then the cut: a crash in between leaves a replica
+            # that refuses to vote a little longer than needed, never one that votes early
+            barrier = max(end, read_vote_barrier(plog.fs, plog.folder) or 0)
+            write_atomically(plog.fs, f"{plog.folder}/{VOTE_BARRIER_NAME}", str(barrier).encode())
             plog.truncate_suffix(offset)
             return offset
         if not batches:

@@ -31,12 +31,17 @@ from raftlog.config import LogConfig, topic_log_config
 from raftlog.raft import Membership, Message, RaftConfig, RaftNode, SoftState
 from raftlog.runtime.flusher import Flusher
 from raftlog.runtime.partition import PartitionDriver
-from raftlog.runtime.replica_log import ReplicaLog, drop_corrupt_suffix
+from raftlog.runtime.replica_log import (
+    VOTE_BARRIER_NAME,
+    ReplicaLog,
+    drop_corrupt_suffix,
+    read_vote_barrier,
+)
 from raftlog.storage.files import FileSystem, read_whole, write_atomically
 from raftlog.storage.log import PartitionLog
 from raftlog.storage.paths import partition_dir
 from raftlog.storage.records import ControlType, control_batch
-from raftlog.types import NodeId
+from raftlog.types import NodeId, Offset
 
 log = logging.getLogger("raftlog.replicas")
 
@@ -216,7 +221,21 @@ class ReplicaManager:
         )
         store = ReplicaLog(plog)
         core = RaftNode(config, store, random.Random(self._rng.getrandbits(64)))
+        barrier = read_vote_barrier(self.fs, folder)
+        if barrier is not None:
+            core.hold_votes_until(Offset(barrier))
+            if core.vote_barrier is None:  # already back there
+                self.fs.remove(f"{folder}/{VOTE_BARRIER_NAME}")
+            else:
+                log.warning(
+                    "event=votes_held group=%s until_offset=%d log_end=%d",
+                    group_id(topic.name, p.partition),
+                    barrier,
+                    plog.log_end_offset(),
+                )
         driver = PartitionDriver(core, store, self.flusher, self.send)
+        if core.vote_barrier is not None:
+            driver.vote_barrier = (f"{folder}/{VOTE_BARRIER_NAME}", int(core.vote_barrier))
         driver.on_soft_state = self._soft_state_hook(topic.name, p.partition, topic.topic_id)
         replica = LocalReplica(topic.name, p.partition, topic.topic_id, plog, driver, log_config)
         self.replicas[group] = replica

@@ -60,3 +60,20 @@ def test_a_flip_in_a_closed_segment_is_found_by_the_scan() -> None:
     cut = drop_corrupt_suffix(log)
     assert cut is not None and cut < 12 * 2
     assert log.log_end_offset() == cut
+
+
+def test_a_cut_leaves_a_vote_barrier_at_the_old_log_end() -> None:
+    from raftlog.runtime.replica_log import read_vote_barrier
+
+    fs = SimFileSystem()
+    log = _log(fs)
+    _fill(log, 6)
+    positions = [p for p, _ in log.segments[-1].batch_headers()]
+    path = log.segments[-1].log_path
+    log.close()
+    fs.corrupt(path, positions[2] + 70)
+    log = _log(fs)
+    assert read_vote_barrier(fs, log.folder) is None
+    assert drop_corrupt_suffix(log) == 4
+    # the replica had entries up to 12: it must not vote until its log is back there
+    assert read_vote_barrier(fs, log.folder) == 12

@@ -418,3 +418,57 @@ def test_a_stale_vote_request_is_refused_with_our_term() -> None:
     assert rd is not None
     (resp,) = rd.messages_after_persist
     assert isinstance(resp, VoteResponse) and not resp.granted and resp.term == 5
+
+
+def test_a_node_that_lost_acknowledged_entries_holds_its_vote_until_caught_up() -> None:
+    # found by S11: a replica that cut a corrupt suffix (entries it had acknowledged) and a
+    # lagging one together elected a leader lacking committed entries
+    c = Cluster(pre_vote=False, check_quorum=False)
+    leader = c.elect(N1)
+    for i in range(4):
+        leader.propose(b"e%d" % i, 1)
+    c.stabilize()
+    end = c.nodes[N2].log_end_offset()
+    assert end >= 5
+    # N3 restarts with its log cut back to offset 1 and holds its vote until offset `end`
+    disk = c.disks[N3]
+    disk.truncate_suffix(Offset(1))
+    c.nodes[N3] = RaftNode(c.configs[N3], disk, random.Random(9))
+    c.nodes[N3].hold_votes_until(end)
+    assert c.nodes[N3].vote_barrier == end
+    # it neither campaigns on its election timeouts ...
+    for _ in range(100):
+        c.nodes[N3].tick()
+    assert c.nodes[N3].role is Role.FOLLOWER
+    # ... nor grants a vote, even to a candidate as up to date as it is
+    c.nodes[N3].step(VoteRequest("g", N2, N3, Term(7), Term(0), Offset(1)))
+    c.nodes[N3].step(VoteRequest("g", N2, N3, Term(8), Term(9), Offset(99)))
+    rd = c.nodes[N3].ready()
+    assert rd is not None
+    votes = [m for m in rd.messages_after_persist if isinstance(m, VoteResponse)]
+    assert votes and not any(m.granted for m in votes)
+    persist(disk, rd)
+    c.nodes[N3].advance(rd)
+
+
+def test_the_vote_barrier_lifts_once_a_leader_brought_the_log_back() -> None:
+    c = Cluster(pre_vote=False, check_quorum=False)
+    leader = c.elect(N1)
+    for i in range(4):
+        leader.propose(b"e%d" % i, 1)
+    c.stabilize()
+    end = c.nodes[N2].log_end_offset()
+    disk = c.disks[N3]
+    disk.truncate_suffix(Offset(1))
+    c.nodes[N3] = RaftNode(c.configs[N3], disk, random.Random(9))
+    c.nodes[N3].hold_votes_until(end)
+    leader.propose(b"more", 1)  # the leader's appends repair N3's log
+    for _ in range(5):
+        leader.tick()
+        c.stabilize()
+    assert c.nodes[N3].log_end_offset() >= end
+    c.nodes[N3].step(VoteRequest("g", N2, N3, Term(50), Term(49), Offset(999)))
+    assert c.nodes[N3].vote_barrier is None
+    rd = c.nodes[N3].ready()
+    assert rd is not None
+    assert any(isinstance(m, VoteResponse) and m.granted for m in rd.messages_after_persist)
