@@ -23,6 +23,17 @@ def _fill(log: PartitionLog, batches: int) -> None:
     log.flush()
 
 
+def _six_batches_with_batch_3_flipped(fs: SimFileSystem) -> PartitionLog:
+    """Six batches of two records; a byte inside batch 3 (offsets 4-5) flipped; reopened."""
+    log = _log(fs)
+    _fill(log, 6)
+    positions = [p for p, _ in log.segments[-1].batch_headers()]
+    path = log.segments[-1].log_path
+    log.close()
+    fs.corrupt(path, positions[2] + 70)
+    return _log(fs)
+
+
 def test_intact_log_is_kept_whole() -> None:
     fs = SimFileSystem()
     log = _log(fs)
@@ -33,13 +44,7 @@ def test_intact_log_is_kept_whole() -> None:
 
 def test_a_flipped_bit_in_the_middle_cuts_the_log_at_that_batch() -> None:
     fs = SimFileSystem()
-    log = _log(fs)
-    _fill(log, 6)
-    positions = [p for p, _ in log.segments[-1].batch_headers()]
-    path = log.segments[-1].log_path
-    log.close()
-    fs.corrupt(path, positions[2] + 70)  # inside batch 3 (offsets 4-5)
-    log = _log(fs)
+    log = _six_batches_with_batch_3_flipped(fs)
     assert log.recovery is not None and log.recovery.corrupt_batches == 1
     assert drop_corrupt_suffix(log) == 4
     assert log.log_end_offset() == 4
@@ -66,13 +71,7 @@ def test_a_cut_leaves_a_vote_barrier_at_the_old_log_end() -> None:
     from raftlog.runtime.replica_log import read_vote_barrier
 
     fs = SimFileSystem()
-    log = _log(fs)
-    _fill(log, 6)
-    positions = [p for p, _ in log.segments[-1].batch_headers()]
-    path = log.segments[-1].log_path
-    log.close()
-    fs.corrupt(path, positions[2] + 70)
-    log = _log(fs)
+    log = _six_batches_with_batch_3_flipped(fs)
     assert read_vote_barrier(fs, log.folder) is None
     assert drop_corrupt_suffix(log) == 4
     # the replica had entries up to 12: it must not vote until its log is back there

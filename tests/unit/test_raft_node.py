@@ -420,21 +420,27 @@ def test_a_stale_vote_request_is_refused_with_our_term() -> None:
     assert isinstance(resp, VoteResponse) and not resp.granted and resp.term == 5
 
 
-def test_a_node_that_lost_acknowledged_entries_holds_its_vote_until_caught_up() -> None:
-    # found by S11: a replica that cut a corrupt suffix (entries it had acknowledged) and a
-    # lagging one together elected a leader lacking committed entries
+def _n3_lost_its_entries() -> tuple[Cluster, RaftNode, Offset]:
+    """Three nodes, four entries committed; N3 restarts with its log cut back to offset 1
+    and holds its vote until the old end."""
     c = Cluster(pre_vote=False, check_quorum=False)
     leader = c.elect(N1)
     for i in range(4):
         leader.propose(b"e%d" % i, 1)
     c.stabilize()
     end = c.nodes[N2].log_end_offset()
-    assert end >= 5
-    # N3 restarts with its log cut back to offset 1 and holds its vote until offset `end`
-    disk = c.disks[N3]
-    disk.truncate_suffix(Offset(1))
-    c.nodes[N3] = RaftNode(c.configs[N3], disk, random.Random(9))
+    c.disks[N3].truncate_suffix(Offset(1))
+    c.nodes[N3] = RaftNode(c.configs[N3], c.disks[N3], random.Random(9))
     c.nodes[N3].hold_votes_until(end)
+    return c, leader, end
+
+
+def test_a_node_that_lost_acknowledged_entries_holds_its_vote_until_caught_up() -> None:
+    # found by S11: a replica that cut a corrupt suffix (entries it had acknowledged) and a
+    # lagging one together elected a leader lacking committed entries
+    c, _, end = _n3_lost_its_entries()
+    assert end >= 5
+    disk = c.disks[N3]
     assert c.nodes[N3].vote_barrier == end
     # it neither campaigns on its election timeouts ...
     for _ in range(100):
@@ -452,16 +458,7 @@ def test_a_node_that_lost_acknowledged_entries_holds_its_vote_until_caught_up() 
 
 
 def test_the_vote_barrier_lifts_once_a_leader_brought_the_log_back() -> None:
-    c = Cluster(pre_vote=False, check_quorum=False)
-    leader = c.elect(N1)
-    for i in range(4):
-        leader.propose(b"e%d" % i, 1)
-    c.stabilize()
-    end = c.nodes[N2].log_end_offset()
-    disk = c.disks[N3]
-    disk.truncate_suffix(Offset(1))
-    c.nodes[N3] = RaftNode(c.configs[N3], disk, random.Random(9))
-    c.nodes[N3].hold_votes_until(end)
+    c, leader, end = _n3_lost_its_entries()
     leader.propose(b"more", 1)  # the leader's appends repair N3's log
     for _ in range(5):
         leader.tick()
