@@ -393,6 +393,13 @@ class RecordAccumulator:
                 )
                 # the head is ready at once when this one queues behind it (``ready``)
                 ready_at_s = now + self.linger_s if not queue else now
+                if queue:
+                    # a full batch waits for the sender: keyless records move on now, not
+                    # only when the sender takes it (which may be several batches later
+                    # while answers are awaited), so they spread as Kafka's sticky
+                    # partitioner does (a new partition per batch.size of records)
+                    count = self.partition_counts.get(topic, 1)
+                    self.sticky.on_batch_sent(topic, partition, count)
                 queue.append(batch)
                 self._incomplete.add(completion)
             records = batch.records
