@@ -33,14 +33,17 @@ import functools
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from raftlog.errors import ErrorCode
 from raftlog.testing.procs import wait_until
 from raftlog.wire import MetadataRequest
 
 from .cluster import PY_SPY, BenchCluster, bench_cluster
 from .run import Run
+
+CREATE_RETRIES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,16 @@ def create(cluster: BenchCluster, run: Run, s: ScaleSettings) -> tuple[int, floa
         for name, count in topics:
             client.sock.settimeout(max(5.0, deadline - time.monotonic()))
             answer = client.create_topic(name, count, 3)
+            for _ in range(CREATE_RETRIES):
+                # "unknown outcome" (the metadata leader changed, which a loaded machine
+                # sees): ask again; "already exists" then means the first one applied
+                if answer.error != ErrorCode.UNKNOWN_OUTCOME:
+                    break
+                run.progress.note(f"scale: creating {name}: unknown outcome, asking again")
+                time.sleep(1.0)
+                answer = client.create_topic(name, count, 3)
+                if answer.error == ErrorCode.TOPIC_ALREADY_EXISTS:
+                    answer = replace(answer, error=ErrorCode.NONE)
             if answer.error != 0:
                 raise RuntimeError(f"creating {name}: {answer}")
             requested += count

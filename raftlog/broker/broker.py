@@ -240,7 +240,7 @@ class Broker:
             task_status.started()
             await self._stopping.wait()
             await self._hand_over(replicas)
-            replicas.close()
+            await replicas.close()
             nursery.cancel_scope.cancel()
 
     def _health(self) -> tuple[bool, dict[str, Any]]:

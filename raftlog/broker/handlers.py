@@ -153,6 +153,9 @@ class Handlers:
                 if replica is not None:
                     # a local replica knows better than a report that may predate a restart
                     leader, term = replica.driver.leader, int(replica.driver.core.status.term)
+                elif leader == self.broker_id:
+                    # a report from before a restart: the replica is still opening here
+                    leader = None
                 parts.append(
                     PartitionMetadata(
                         PartitionId(p.partition),

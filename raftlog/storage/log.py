@@ -121,6 +121,7 @@ class PartitionLog:
         self.recovery: RecoveryReport | None = None
         self.fsyncs = 0
         self.closed = False
+        self._hard_state = hard_state.HardStateFile(fs, folder)
 
     # ================================================================== opening
 
@@ -269,13 +270,15 @@ class PartitionLog:
         return out
 
     def hard_state(self) -> hard_state.StoredHardState:
-        return hard_state.load(self.fs, self.folder)
+        return self._hard_state.load()
 
     def save_hard_state(self, term: int, vote: int | None) -> None:
-        """Durably store term and vote; returns once they are on stable storage."""
+        """Durably store term and vote; returns once they are on stable storage (one
+        in-place write and one fsync of the file once it exists: ``storage.hard_state``).
+        Safe on a worker thread while the writer appends; an error fences the log."""
         self._check_fence()
         try:
-            hard_state.save(self.fs, self.folder, hard_state.StoredHardState(term, vote))
+            self._hard_state.save(hard_state.StoredHardState(term, vote))
         except OSError as e:
             raise self._fence(e) from e
 
@@ -669,4 +672,5 @@ class PartitionLog:
         with self._flush_lock, self._lock:
             for seg in self.segments:
                 seg.close()
+            self._hard_state.close()
             self.closed = True

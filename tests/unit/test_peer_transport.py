@@ -123,7 +123,7 @@ async def test_replication_over_tcp_and_authentication(tmp_path: Any) -> None:
         assert r0 is not None and r0.driver.core.status.term < 99
         assert transports[1].received >= before
         for m in managers.values():
-            m.close()
+            await m.close()
         nursery.cancel_scope.cancel()
 
 

@@ -61,14 +61,16 @@ async def test_replicas_follow_the_metadata(tmp_path: Any) -> None:
             )
             await nursery.start(managers[b].run)
 
-        def reconcile_all() -> None:
+        async def reconcile_all() -> None:
             image = model.image()
             for m in managers.values():
                 m.reconcile(image)
+            for m in managers.values():  # replicas open on worker threads
+                await m.wait_opened()
 
         apply_ok(model, {"op": "create_topic", "rid": "c1", "topic": "orders", "partitions": 3,
                          "replication_factor": 2})  # fmt: skip
-        reconcile_all()
+        await reconcile_all()
         image = model.image()
         for p in image.topics["orders"].partitions:
             holders = {b for b, m in managers.items() if m.get("orders", p.partition)}
@@ -96,14 +98,14 @@ async def test_replicas_follow_the_metadata(tmp_path: Any) -> None:
 
         # delete the topic: replicas stop and their folders go
         apply_ok(model, {"op": "delete_topic", "rid": "d1", "topic": "orders"})
-        reconcile_all()
+        await reconcile_all()
         assert not any(m.replicas for m in managers.values())
         assert not any(os.path.exists(f) for f in folders)
 
         # the same name again: a new topic id, empty logs, new leaders
         apply_ok(model, {"op": "create_topic", "rid": "c2", "topic": "orders", "partitions": 1,
                          "replication_factor": 3})  # fmt: skip
-        reconcile_all()
+        await reconcile_all()
         await leaders_reported()
         p0 = model.image().topics["orders"].partitions[0]
         leader = managers[p0.leader].get("orders", 0)
@@ -115,5 +117,5 @@ async def test_replicas_follow_the_metadata(tmp_path: Any) -> None:
         assert all(r[0] == "orders" for r in reports)
         assert group_id("orders", 0) in managers[p0.leader].replicas
         for m in managers.values():
-            m.close()
+            await m.close()
         nursery.cancel_scope.cancel()
