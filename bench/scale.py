@@ -233,6 +233,10 @@ def measure(run: Run, s: ScaleSettings, profile: str | None = None) -> None:
     )
 
 
+def _ended(cluster: Any, name: str) -> bool:
+    return not cluster.pg.procs[name].alive()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--partitions", type=int, default=1000)
@@ -256,7 +260,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def _ended(cluster: Any, name: str) -> bool:
-    return not cluster.pg.procs[name].alive()

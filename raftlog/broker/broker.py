@@ -198,6 +198,7 @@ class Broker:
             on_leader=self._report_leader,
             clock_ms=self.wall_ms,
             on_disk_failure=self._disk_failure,
+            liveness=transport,
         )
         replicas_box.append(replicas)
         self.replicas = replicas

@@ -36,6 +36,9 @@ class RaftConfig:
       inflate terms.
     - ``check_quorum``: a leader that heard from no majority within an election timeout
       steps down, and a follower that hears from a leader ignores vote requests (thesis 6.2).
+    - ``quiesce``: an idle group stops heartbeating and counting time until something
+      happens (``raftlog.raft.quiesce``); the driver must then report brokers that stop
+      answering with ``RaftNode.peer_down``.
     - ``noop_data``: the data of the entry a new leader appends (a control batch).
     - ``codec``: makes and recognises membership entries.
     """
@@ -49,6 +52,7 @@ class RaftConfig:
     max_append_bytes: int = 1024 * 1024
     pre_vote: bool = True
     check_quorum: bool = True
+    quiesce: bool = False
     noop_data: bytes = b""
     codec: MembershipCodec = field(default_factory=TextMembershipCodec)
 

@@ -68,7 +68,9 @@ class AppendEntriesRequest:
 
     ``prev_offset`` is the last offset of the entry before ``entries[0]`` (``-1`` at the
     start of the log). ``commit_offset`` is the leader's high watermark. ``entries`` is a
-    tuple so that the message stays immutable.
+    tuple so that the message stays immutable. ``quiesce``: the leader stops heartbeating
+    after this heartbeat, and a follower that holds the whole committed log stops counting
+    time (``raftlog.raft.quiesce``).
     """
 
     group: str | int
@@ -79,6 +81,7 @@ class AppendEntriesRequest:
     prev_term: Term
     entries: tuple[Entry, ...]
     commit_offset: Offset
+    quiesce: bool = False
 
 
 @dataclass(frozen=True, slots=True)

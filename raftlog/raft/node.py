@@ -94,6 +94,7 @@ from raftlog.raft.messages import (
     VoteResponse,
 )
 from raftlog.raft.progress import Inflights, Progress, ProgressState, next_probe_offset
+from raftlog.raft.quiesce import Quiescence
 from raftlog.raft.raft_log import RaftLog
 from raftlog.raft.ready import FollowerStatus, Ready, Role, SoftState, Status
 from raftlog.raft.replication import STALLED_HEARTBEATS_MAX, LeaderReplication
@@ -102,7 +103,7 @@ from raftlog.types import NodeId, Offset, Term
 __all__ = ["STALLED_HEARTBEATS_MAX", "RaftNode"]
 
 
-class RaftNode(LeaderReplication):
+class RaftNode(LeaderReplication, Quiescence):
     """One replica of one partition Raft group. See the module docstring."""
 
     def __init__(self, config: RaftConfig, store: LogStore, rng: random.Random) -> None:
@@ -136,6 +137,8 @@ class RaftNode(LeaderReplication):
         self._votes: dict[NodeId, bool] = {}
         self._progress: dict[NodeId, Progress] = {}
         self._transferee: NodeId | None = None
+        self.quiesced = False
+        """Not counting time: an idle group's leader stopped heartbeating (``quiesce.py``)."""
         self.vote_barrier: Offset | None = None
         """While set, this node lost entries it may have acknowledged (its storage cut a
         corrupt suffix): it grants no vote and stands in no election until its log reaches
@@ -161,8 +164,10 @@ class RaftNode(LeaderReplication):
         return self._commit
 
     def tick(self) -> None:
-        """One unit of logical time passed."""
+        """One unit of logical time passed (nothing happens while quiesced)."""
         self._assert_not_in_ready()
+        if self.quiesced:
+            return
         if self.role is Role.LEADER:
             self._tick_leader()
         else:
@@ -191,6 +196,7 @@ class RaftNode(LeaderReplication):
     def campaign(self) -> None:
         """Start an election now (with pre-vote if configured), as an election timeout would."""
         self._assert_not_in_ready()
+        self._wake_if_quiesced()
         self._hup(transfer=False)
         self._assert_invariants()
 
@@ -198,6 +204,8 @@ class RaftNode(LeaderReplication):
         """Take in one message addressed to this node."""
         self._assert_not_in_ready()
         assert msg.dst == self.id and msg.group == self.config.group, msg
+        if self.quiesced and self._wakes(msg):
+            self._wake_up()
         self._step(msg)
         self._assert_invariants()
 
@@ -210,6 +218,7 @@ class RaftNode(LeaderReplication):
         self._assert_not_in_ready()
         self._check_can_propose()
         assert record_count >= 1, record_count
+        self._wake_if_quiesced()
         entry = self._append_new(data, record_count)
         self._broadcast_append()
         self._assert_invariants()
@@ -237,6 +246,7 @@ class RaftNode(LeaderReplication):
             raise MembershipChangeError(f"node {to} is not a voter")
         if to == self.id or to == self._transferee:
             return
+        self._wake_if_quiesced()
         self._transferee = to
         # A full election timeout for the transfer, as etcd-io/raft does.
         self._election_elapsed = 0
@@ -411,7 +421,12 @@ class RaftNode(LeaderReplication):
         self._progress = {}
         self._transferee = None
 
+    def _wake_if_quiesced(self) -> None:
+        if self.quiesced:
+            self._wake_up()
+
     def _reset_timers(self) -> None:
+        self.quiesced = False
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         t = self.config.election_timeout_ticks
@@ -446,7 +461,11 @@ class RaftNode(LeaderReplication):
             self._transferee = None  # a transfer that took a whole timeout is abandoned
         if self._heartbeat_elapsed >= self.config.heartbeat_interval_ticks:
             self._heartbeat_elapsed = 0
-            self._broadcast_heartbeat()
+            if self._can_quiesce():
+                self._broadcast_heartbeat(quiesce=True)
+                self.quiesced = True
+            else:
+                self._broadcast_heartbeat()
 
     def _quorum_active(self) -> bool:
         active = 0
@@ -623,6 +642,8 @@ class RaftNode(LeaderReplication):
             self._election_elapsed = 0
             self.leader = msg.src
             self._on_append_entries(msg)
+            if msg.quiesce:
+                self._quiesce_follower(msg)
         elif isinstance(msg, InstallLogStart):
             self._election_elapsed = 0
             self.leader = msg.src
@@ -795,6 +816,7 @@ class RaftNode(LeaderReplication):
         return self.membership
 
     def _propose_membership(self, membership: Membership) -> Entry:
+        self._wake_if_quiesced()
         entry = self._append_new(self.config.codec.encode(membership), 1)
         self._broadcast_append()
         self._assert_invariants()

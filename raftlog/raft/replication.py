@@ -90,7 +90,9 @@ class LeaderReplication:
         self._send(msg)
         pr.become_log_start()
 
-    def _broadcast_heartbeat(self) -> None:
+    def _broadcast_heartbeat(self, quiesce: bool = False) -> None:
+        """``quiesce``: the last heartbeat before the group goes quiet (``quiesce.py``;
+        every follower then replicates and matches the whole log)."""
         end = self._log.log_end_offset()
         for node, pr in sorted(self._progress.items()):
             if pr.state is ProgressState.REPLICATE:
@@ -104,14 +106,14 @@ class LeaderReplication:
                     pr.become_probe()
                     self._send_append(node, pr)
                 else:
-                    self._send_heartbeat(node, pr)
+                    self._send_heartbeat(node, pr, quiesce)
                     self._send_appends_to(node)
             else:
                 # A probe (or log-start install) unanswered until now is sent again.
                 pr.paused = False
                 self._send_append(node, pr)
 
-    def _send_heartbeat(self, node: NodeId, pr: Progress) -> None:
+    def _send_heartbeat(self, node: NodeId, pr: Progress, quiesce: bool = False) -> None:
         # Checked at what is known to match, so it is never refused for a gap; it carries
         # the commit offset, and the answer tells the follower's match.
         prev_offset = Offset(pr.match_offset - 1)
@@ -120,6 +122,14 @@ class LeaderReplication:
             self._send_install_log_start(node, pr)
             return
         msg = AppendEntriesRequest(
-            self.config.group, self.id, node, self.term, prev_offset, prev_term, (), self._commit
+            self.config.group,
+            self.id,
+            node,
+            self.term,
+            prev_offset,
+            prev_term,
+            (),
+            self._commit,
+            quiesce,
         )
         self._send(msg)

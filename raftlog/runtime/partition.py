@@ -147,6 +147,19 @@ class PartitionDriver:
         self._inbox.append(("step", msg))
         self._wake.set()
 
+    @property
+    def needs_tick(self) -> bool:
+        """False while ticking would do nothing: the core is quiesced (``raftlog.raft.
+        quiesce``) and no deposed leader's waiters are counting down."""
+        return not self.core.quiesced or self._deposed_ticks is not None
+
+    def peer_down(self, peer: NodeId) -> None:
+        """The failure detector says broker ``peer`` stopped answering; only a quiesced
+        core cares (``RaftNode.peer_down``)."""
+        if self.core.quiesced:
+            self._inbox.append(("peer_down", peer))
+            self._wake.set()
+
     def campaign(self) -> None:
         self._inbox.append(("campaign",))
         self._wake.set()
@@ -225,6 +238,8 @@ class PartitionDriver:
             core.step(item[1])
         elif kind == "campaign":
             core.campaign()
+        elif kind == "peer_down":
+            core.peer_down(item[1])
         elif kind == "transfer":
             try:
                 core.transfer_leadership(item[1])

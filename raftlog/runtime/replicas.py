@@ -31,9 +31,9 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -84,6 +84,19 @@ class RaftTimings:
     tick_ms: int = 100
     election_timeout_ticks: int = 6
     heartbeat_interval_ticks: int = 2
+    quiesce: bool = True
+    """Idle groups go quiet (``raftlog.raft.quiesce``); only with a ``PeerLiveness``."""
+
+
+class PeerLiveness(Protocol):
+    """What the failure detector reads (``PeerTransport`` provides it): the peer brokers,
+    and when (``trio.current_time()``) each was last heard from."""
+
+    @property
+    def peers(self) -> Mapping[int, Any]: ...
+
+    @property
+    def last_heard(self) -> Mapping[int, float]: ...
 
 
 class LocalReplica:
@@ -122,8 +135,13 @@ class ReplicaManager:
         clock_ms: Callable[[], int] | None = None,
         seed: int | None = None,
         on_disk_failure: Callable[[str, BaseException], None] | None = None,
+        liveness: PeerLiveness | None = None,
     ) -> None:
         self.broker_id = broker_id
+        self.liveness = liveness
+        """When and whether each peer broker was last heard from: the failure detector that
+        quiesced groups rely on (``raftlog.raft.quiesce``). None: groups never quiesce."""
+        self.peers_down: set[int] = set()
         self.on_disk_failure = on_disk_failure
         """Called with (where, error) when a replica fenced itself on a disk error (the
         broker halts there, see ``raftlog.storage.failure``); None: the error propagates."""
@@ -166,10 +184,33 @@ class ReplicaManager:
 
     async def _ticker(self) -> None:
         period = self.timings.tick_ms / 1000
+        started = trio.current_time()
         while True:
             await trio.sleep(period)
+            if self.liveness is not None:
+                self._detect_failures(started)
             for replica in list(self.replicas.values()):
-                replica.driver.tick()
+                driver = replica.driver
+                if driver.needs_tick:
+                    driver.tick()
+
+    def _detect_failures(self, started: float) -> None:
+        """A peer broker not heard from for an election timeout is down: tell every
+        replica (a quiesced one wakes, ``raftlog.raft.quiesce``). Reported once per
+        outage; a frame from the peer ends it."""
+        assert self.liveness is not None
+        t = self.timings
+        limit = t.election_timeout_ticks * t.tick_ms / 1000
+        now = trio.current_time()
+        for peer in self.liveness.peers:
+            silent = now - self.liveness.last_heard.get(peer, started)
+            if silent < limit:
+                self.peers_down.discard(peer)
+            elif peer not in self.peers_down:
+                self.peers_down.add(peer)
+                log.info("event=peer_down peer=%d silent_s=%.2f", peer, silent)
+                for replica in list(self.replicas.values()):
+                    replica.driver.peer_down(NodeId(peer))
 
     async def retention_loop(self, interval_s: float = 60.0) -> None:
         """Delete what retention allows, below each partition's high watermark."""
@@ -297,6 +338,7 @@ class ReplicaManager:
             membership=Membership(tuple(NodeId(v) for v in voters)),
             election_timeout_ticks=t.election_timeout_ticks,
             heartbeat_interval_ticks=t.heartbeat_interval_ticks,
+            quiesce=t.quiesce and self.liveness is not None,
             noop_data=control_batch(ControlType.LEADER_CHANGE, now_ms=0),
         )
         store = ReplicaLog(plog)

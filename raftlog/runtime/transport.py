@@ -17,6 +17,11 @@ clock is involved, so a skewed clock cannot lock a broker out)::
 Nothing but this handshake is read from a connection before it completes, and a broker
 that fails it is dropped without an answer that could help a guesser.
 
+Liveness: a sender with nothing to send for ``ping_interval_s`` sends an empty RAFT frame,
+and ``last_heard`` keeps when each peer's last frame arrived. Quiesced partitions send
+nothing at all (``raftlog.raft.quiesce``); the replica manager's failure detector reads
+``last_heard`` to wake them when a peer falls silent.
+
 Bounded memory: a peer's queue holds at most ``queue_bytes_max`` of entry data; past that,
 new messages to it are dropped and counted (Raft resends what a follower did not
 acknowledge, and the leader's in-flight window bounds what it sends unacknowledged). A
@@ -62,6 +67,7 @@ HANDSHAKE_TIMEOUT_S = 5.0
 RECEIVE_BYTES = 256 * 1024
 PEER_FRAME_BYTES_MAX = 128 * 1024 * 1024
 COALESCE_ROUNDS = 3
+PING_INTERVAL_S = 0.1
 
 
 def _proof(secret: bytes, role: bytes, first: bytes, second: bytes, node_id: int) -> bytes:
@@ -115,6 +121,7 @@ class PeerTransport:
         *,
         queue_bytes_max: int = 64 * 1024 * 1024,
         connect: Callable[[str, int], Any] | None = None,
+        ping_interval_s: float = PING_INTERVAL_S,
     ) -> None:
         if len(secret) < 16:
             raise ValueError("the cluster secret must be at least 16 bytes")
@@ -126,6 +133,9 @@ class PeerTransport:
         self.queue_bytes_max = queue_bytes_max
         self._connect = connect or trio.open_tcp_stream
         self.queues = {p: _PeerQueue() for p in self.peers}
+        self.ping_interval_s = ping_interval_s
+        self.last_heard: dict[int, float] = {}
+        """Peer -> ``trio.current_time()`` of its last frame: the failure detector's input."""
         self.received = 0
         self.rejected_handshakes = 0
 
@@ -196,7 +206,15 @@ class PeerTransport:
     async def _send_loop(self, stream: trio.abc.Stream, q: _PeerQueue) -> None:
         correlation = 2
         while True:
-            await q.wake.wait()
+            with trio.move_on_after(self.ping_interval_s) as idle:
+                await q.wake.wait()
+            if idle.cancelled_caught:
+                # nothing to say for a while: an empty frame says "alive" (a quiesced
+                # group sends nothing, and the peer's failure detector needs a word)
+                pieces = encode_request(RaftRequest(()), correlation)
+                correlation = correlation + 1 if correlation < 2**31 - 1 else 2
+                await stream.send_all(b"".join(pieces))
+                continue
             # let the other partitions of this tick add theirs: a few scheduling rounds
             # (each partition's driver needs two or three to turn a tick into messages)
             for _ in range(COALESCE_ROUNDS):
@@ -275,6 +293,7 @@ class PeerTransport:
             return
         if not isinstance(msg, RaftRequest):
             return
+        self.last_heard[peer] = trio.current_time()
         for m in msg.messages:
             # a peer speaks only for itself, to us
             if int(m.src) != peer or int(m.dst) != self.node_id:

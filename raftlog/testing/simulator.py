@@ -100,6 +100,8 @@ class SimOptions:
     persist_delay_max_units: int = 8
     # Membership changes (learners added, promoted, voters removed) in some seeds.
     membership_changes: bool = True
+    # Quiescence (with a simulated failure detector) in some seeds.
+    quiesce: bool = True
     fault_interval_units: tuple[int, int] = (30, 300)
     bug: str | None = None
     verbose: bool = False
@@ -155,6 +157,13 @@ class Simulation:
         self.max_inflight_msgs = self.rng.choice([1, 2, 4, 64])
         self.max_append_bytes = self.rng.choice([1, 48, 1024])
         self.membership_changes = self.opt.membership_changes and self.rng.random() < 0.3
+        # Quiescence and the failure detector it needs draw from their own generator, so
+        # that the seeds without it replay the histories they had before it existed.
+        self.detector_rng = random.Random(seed * 7919 + 17)
+        self.quiesce = self.opt.quiesce and self.detector_rng.random() < 0.5
+        # a detector that misses a down peer at some ticks, and calls a live one down
+        self.detector_miss = self.detector_rng.choice([0.0, 0.0, 0.3, 0.8])
+        self.detector_false = self.detector_rng.choice([0.0, 0.0, 0.01, 0.05])
         self.nodes = {i: _Node(i, MemLog(), self._tick_length()) for i in self.ids}
         for n in self.nodes.values():
             n.bases[Offset(0)] = Membership(self.ids)
@@ -196,7 +205,8 @@ class Simulation:
             f" pre_vote={self.pre_vote} check_quorum={self.check_quorum}"
             f" election={self.election_timeout_ticks} heartbeat={self.heartbeat_interval_ticks}"
             f" inflight={self.max_inflight_msgs} append_bytes={self.max_append_bytes}"
-            f" membership_changes={self.membership_changes}"
+            f" membership_changes={self.membership_changes} quiesce={self.quiesce}"
+            f" detector_miss={self.detector_miss} detector_false={self.detector_false}"
         )
         for node in self.nodes.values():
             self._start(node)
@@ -244,6 +254,7 @@ class Simulation:
             noop_data=b"noop",
             pre_vote=self.pre_vote,
             check_quorum=self.check_quorum,
+            quiesce=self.quiesce,
         )
         if self.opt.bug != "skip-fsync":
             # Recovery makes what a crashed process left in the page cache durable before the
@@ -281,7 +292,23 @@ class Simulation:
         if node.core is None or node.incarnation != arg[1]:
             return
         self._schedule(node.tick_units, "tick", arg)
+        if self.quiesce:
+            self._detect_failures(node)
         self._input(node, "tick", None)
+
+    def _detect_failures(self, node: _Node) -> None:
+        """The driver's failure detector (``raftlog.raft.quiesce``): a peer that is down or
+        cannot reach this node is reported, at each tick, unless the detector misses it;
+        a live peer is sometimes reported down too."""
+        rng = self.detector_rng
+        for peer in self.ids:
+            if peer == node.id:
+                continue
+            down = self.nodes[peer].core is None or not self.net.connected(peer, node.id)
+            if (down and rng.random() >= self.detector_miss) or (
+                not down and rng.random() < self.detector_false
+            ):
+                self._input(node, "peer_down", peer)
 
     def _on_deliver(self, msg: Message) -> None:
         if not self.net.connected(msg.src, msg.dst):
@@ -493,6 +520,8 @@ class Simulation:
             core.tick()
         elif kind == "msg":
             core.step(arg)
+        elif kind == "peer_down":
+            core.peer_down(arg)
         elif kind == "propose":
             try:
                 entry = core.propose(arg[0], arg[1])

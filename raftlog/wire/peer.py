@@ -163,6 +163,7 @@ _FIELD_SPECS: dict[str, Spec] = {
     "granted": Bool(),
     "transfer": Bool(),
     "success": Bool(),
+    "quiesce": Bool(),
     "entries": ListOf(_Nested(_ENTRY), ENTRIES_PER_APPEND_MAX),
     "membership": _Nested(_MEMBERSHIP),
 }
