@@ -132,10 +132,10 @@ def main() -> None:
     raise SystemExit(r.finish("raftlog rebalance", args.json))
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _all_past(members: list[Member], mark: int) -> bool:
     """Every member consumed a record produced after ``mark``."""
     return all(m.last_value > mark for m in members)
+
+
+if __name__ == "__main__":
+    main()

@@ -286,10 +286,10 @@ def main() -> None:
     KINDS[spec["kind"]](spec)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _ignore_future(fn: Callable[[int], None], value: int, _future: object) -> None:
     """A done-callback that calls ``fn(value)`` (the future itself is not needed)."""
     fn(value)
+
+
+if __name__ == "__main__":
+    main()

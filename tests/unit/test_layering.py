@@ -166,3 +166,20 @@ def test_the_checker_catches_violations() -> None:
     }
     for path, source in ok.items():
         assert not violations_in(source, path), f"false alarm: {path}"
+
+
+def test_nothing_is_defined_below_a_main_block() -> None:
+    # ``python -m module`` runs the block when it is reached: a function defined below it
+    # does not exist yet (bench workers died with NameError that way, which no import
+    # from another module shows)
+    late = []
+    for folder in ("raftlog", "cli", "scenarios", "bench"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(), str(path))
+            seen_main = False
+            for node in tree.body:
+                if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+                    seen_main = True
+                elif seen_main and isinstance(node, ast.FunctionDef | ast.ClassDef):
+                    late.append(f"{path.relative_to(ROOT)}: {node.name}")
+    assert not late, late
