@@ -93,6 +93,10 @@ class PartitionDriver:
         self._inbox: list[Any] = []
         self._wake = trio.Event()
         self._idle = False  # True while ``run`` waits for input with no Ready out
+        self._ticking = True  # ``needs_tick`` as last reported to ``on_needs_tick``
+        self.on_needs_tick: Callable[[bool], None] | None = None
+        """Called with ``needs_tick`` when it changed (after a loop iteration), so that the
+        ticker can skip quiet replicas without looking at each one every tick."""
         self.wakeups = 0  # times ``run`` woke up (a figure for tests and profiles)
         self._seq = itertools.count()
         self._commit_waiters: list[_Waiter] = []
@@ -227,6 +231,11 @@ class PartitionDriver:
                 rd = self.core.ready()
                 assert rd is not None
                 await self._handle(rd)
+            needs_tick = self.needs_tick
+            if needs_tick != self._ticking:
+                self._ticking = needs_tick
+                if self.on_needs_tick is not None:
+                    self.on_needs_tick(needs_tick)
 
     def _apply(self, item: tuple[Any, ...]) -> None:
         kind = item[0]

@@ -153,6 +153,9 @@ class ReplicaManager:
         self.on_leader = on_leader
         self.clock_ms = clock_ms
         self.replicas: dict[str, LocalReplica] = {}
+        # the drivers the ticker ticks: every one but the quiet (``PartitionDriver.
+        # needs_tick``), so that a thousand quiet replicas cost the ticker nothing
+        self._ticking: dict[str, PartitionDriver] = {}
         self._rng = random.Random(seed)
         self._nursery: trio.Nursery | None = None
         # group -> topic id of a replica being opened on a worker thread
@@ -189,10 +192,8 @@ class ReplicaManager:
             await trio.sleep(period)
             if self.liveness is not None:
                 self._detect_failures(started)
-            for replica in list(self.replicas.values()):
-                driver = replica.driver
-                if driver.needs_tick:
-                    driver.tick()
+            for driver in list(self._ticking.values()):
+                driver.tick()
 
     def _detect_failures(self, started: float) -> None:
         """A peer broker not heard from for an election timeout is down: tell every
@@ -361,6 +362,8 @@ class ReplicaManager:
         driver.on_soft_state = self._soft_state_hook(topic.name, p.partition, topic.topic_id)
         replica = LocalReplica(topic.name, p.partition, topic.topic_id, plog, driver, log_config)
         self.replicas[group] = replica
+        self._ticking[group] = driver
+        driver.on_needs_tick = self._needs_tick_hook(group, driver)
         assert self._nursery is not None
         self._nursery.start_soon(self._run_driver, replica)
         # No need to wait an election timeout when the answer is obvious: the only voter,
@@ -381,6 +384,18 @@ class ReplicaManager:
                 self.on_disk_failure(f"partition {replica.driver.core.config.group}", fenced)
                 raise
 
+    def _needs_tick_hook(self, group: str, driver: PartitionDriver) -> Callable[[bool], None]:
+        def hook(needs_tick: bool) -> None:
+            current = self.replicas.get(group)
+            if current is None or current.driver is not driver:
+                return  # removed (or replaced) since
+            if needs_tick:
+                self._ticking[group] = driver
+            else:
+                self._ticking.pop(group, None)
+
+        return hook
+
     def _soft_state_hook(
         self, topic: str, partition: int, topic_id: int
     ) -> Callable[[SoftState], None]:
@@ -395,6 +410,7 @@ class ReplicaManager:
 
     def _remove(self, group: str) -> None:
         replica = self.replicas.pop(group)
+        self._ticking.pop(group, None)
         replica.scope.cancel()
         replica.driver.fail_pending("the partition was removed from this broker")
         folder = replica.log.folder
