@@ -47,7 +47,7 @@ from raftlog.client.consumer_types import (  # noqa: F401
     _unwrap,
     _what,
 )
-from raftlog.client.fetcher import _Planned, _record_bytes  # noqa: F401
+from raftlog.client.fetcher import _Planned  # noqa: F401
 from raftlog.client.group import (
     STRATEGIES,
     CommitCallback,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 from raftlog.client._loop import first_error
 from raftlog.client.errors import ClientError
@@ -69,6 +69,42 @@ class ConsumerRecord:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...]
+
+
+@dataclass(slots=True)
+class _ConsumerRecordBuilder:
+    """Same slots as ConsumerRecord, not frozen: the fetcher builds this and switches its
+    ``__class__`` to ConsumerRecord (the trick and its figures: ``raftlog.storage.records.
+    _DecodedRecordBuilder``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+
+
+def record_maker(
+    topic: str, partition: int
+) -> Callable[[int, int, bytes | None, bytes | None, Any], ConsumerRecord]:
+    """``decode_batch``'s ``make`` for one partition: builds ConsumerRecords directly."""
+
+    def make(
+        offset: int,
+        timestamp: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Any,
+        _builder: type = _ConsumerRecordBuilder,
+        _final: type = ConsumerRecord,
+    ) -> ConsumerRecord:
+        record = _builder(topic, partition, offset, timestamp, key, value, headers)
+        record.__class__ = _final
+        return record  # type: ignore[no-any-return]
+
+    return make
 
 
 class IllegalStateError(ClientError):
@@ -155,6 +191,10 @@ class _PartitionState:
     whenever nothing is buffered."""
     buffered: deque[ConsumerRecord] = field(default_factory=deque)
     buffered_bytes: int = 0
+    """The record bytes of the batches that are (at least partly) still buffered: counted
+    per batch, not per record, which costs nothing per record (``buffered_batches``)."""
+    buffered_batches: deque[tuple[int, int]] = field(default_factory=deque)
+    """(next offset after the batch, its record bytes) of each batch in ``buffered``."""
     paused: bool = False
     high_watermark: int | None = None
     log_start_offset: int | None = None
@@ -175,6 +215,7 @@ class _PartitionState:
         """Forget what is buffered (and what is in flight); the position stays."""
         self.buffered.clear()
         self.buffered_bytes = 0
+        self.buffered_batches.clear()
         self.fetch_offset = self.position
         self.epoch += 1
 

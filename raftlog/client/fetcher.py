@@ -45,11 +45,12 @@ from raftlog.client.consumer_types import (
     ConsumerRecord,
     _PartitionState,
     _what,
+    record_maker,
 )
 from raftlog.client.errors import ProtocolError, broker_error
 from raftlog.client.group import TopicPartition
 from raftlog.errors import ErrorCode, RaftlogError
-from raftlog.storage.record_batch import peek_size
+from raftlog.storage.record_batch import peek_size, read_header
 from raftlog.storage.records import decode_batch
 from raftlog.types import Offset, PartitionId
 from raftlog.wire import (
@@ -63,14 +64,6 @@ from raftlog.wire import (
 )
 
 log = logging.getLogger("raftlog.client")
-
-
-def _record_bytes(r: ConsumerRecord) -> int:
-    """What a buffered record counts against ``buffer_bytes``."""
-    size = len(r.key or b"") + len(r.value or b"")
-    for name, value in r.headers:
-        size += len(name) + len(value or b"")
-    return size
 
 
 @dataclass(slots=True)
@@ -148,13 +141,23 @@ class Fetcher:
                 break
             if state.paused:
                 continue
-            while state.buffered and len(out) < max_records:
-                record = state.buffered.popleft()
-                state.buffered_bytes -= _record_bytes(record)
-                state.position = record.offset + 1
-                out.append(record)
-            if not state.buffered:
+            buffered = state.buffered
+            take = min(len(buffered), max_records - len(out))
+            if take == len(buffered):
+                out.extend(buffered)
+                buffered.clear()
+            else:
+                for _ in range(take):
+                    out.append(buffered.popleft())
+            if take:
+                state.position = out[-1].offset + 1
+            batches = state.buffered_batches
+            position = state.position
+            while batches and position is not None and batches[0][0] <= position:
+                state.buffered_bytes -= batches.popleft()[1]
+            if not buffered:
                 state.buffered_bytes = 0
+                batches.clear()
                 state.position = state.fetch_offset
         return out
 
@@ -316,31 +319,29 @@ class Fetcher:
     @staticmethod
     def _take_records(tp: TopicPartition, data: bytes, state: _PartitionState) -> None:
         assert state.fetch_offset is not None
+        make = record_maker(tp.topic, tp.partition)
         pos = 0
         try:
             while pos < len(data):
                 size = peek_size(data, pos)
                 if size is None or pos + size > len(data):
                     break  # a partial batch at the end: fetched whole next time
-                header, records = decode_batch(data, pos, max_bytes=size)
-                pos += size
+                header = read_header(data, pos)
                 next_offset = header.base_offset + header.last_offset_delta + 1
                 if next_offset <= state.fetch_offset:
+                    pos += size
                     continue
+                header, records = decode_batch(data, pos, max_bytes=size, make=make)
+                pos += size
                 if not header.is_control:
-                    for r in records:
-                        if r.offset >= state.fetch_offset:
-                            record = ConsumerRecord(
-                                tp.topic,
-                                tp.partition,
-                                r.offset,
-                                r.timestamp_ms,
-                                r.key,
-                                r.value,
-                                r.headers,
-                            )
-                            state.buffered.append(record)
-                            state.buffered_bytes += _record_bytes(record)
+                    if header.base_offset < state.fetch_offset:
+                        records = [r for r in records if r.offset >= state.fetch_offset]
+                    if records:
+                        state.buffered.extend(records)
+                        # counted once per batch, as its size on the wire (a little more
+                        # than its records' keys, values and headers)
+                        state.buffered_batches.append((next_offset, size))
+                        state.buffered_bytes += size
                 state.fetch_offset = next_offset
         finally:
             if not state.buffered:

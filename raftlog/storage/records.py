@@ -61,6 +61,7 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import lz4.frame
 import zstandard
@@ -592,8 +593,13 @@ def decode_batch(
     *,
     max_bytes: int,
     max_uncompressed_bytes: int = UNCOMPRESSED_BYTES_MAX,
-) -> tuple[BatchHeader, list[DecodedRecord]]:
+    make: Callable[[int, int, bytes | None, bytes | None, Any], Any] | None = None,
+) -> tuple[BatchHeader, list[Any]]:
     """Validate the batch at ``pos`` (header, ``max_bytes``, CRC) and decode all its records.
+
+    Records are ``DecodedRecord``; with ``make``, whatever ``make(offset, timestamp_ms,
+    key, value, headers)`` returns (a consumer builds its own record type directly,
+    instead of a ``DecodedRecord`` and then a copy).
 
     Records of a log-append-time batch carry the batch's max_timestamp. Raises
     ``RecordTooLargeError`` past ``max_bytes`` and ``CorruptRecordError`` for anything wrong
@@ -615,7 +621,7 @@ def decode_batch(
         data = decompress(data[start:limit], max_uncompressed_bytes)
         start, limit = 0, len(data)
     try:
-        records = _decode_records(data, start, limit, h)
+        records = _decode_records(data, start, limit, h, make)
     except IndexError:
         raise CorruptRecordError(f"batch at offset {h.base_offset}: records truncated") from None
     except UnicodeDecodeError as e:
@@ -623,7 +629,13 @@ def decode_batch(
     return h, records
 
 
-def _decode_records(data: bytes, pos: int, limit: int, h: BatchHeader) -> list[DecodedRecord]:
+def _decode_records(
+    data: bytes,
+    pos: int,
+    limit: int,
+    h: BatchHeader,
+    make: Callable[[int, int, bytes | None, bytes | None, Any], Any] | None = None,
+) -> list[Any]:
     """Decode ``h.record_count`` records from ``data[pos:limit]``. An out-of-bounds index
     raises IndexError, which the caller turns into CorruptRecordError.
 
@@ -637,7 +649,7 @@ def _decode_records(data: bytes, pos: int, limit: int, h: BatchHeader) -> list[D
     base_ts = h.base_timestamp
     append_time = h.max_timestamp if h.attributes & ATTR_LOG_APPEND_TIME else None
     last_delta = h.last_offset_delta
-    out: list[DecodedRecord] = []
+    out: list[Any] = []
     append = out.append
     prev_delta = -1
     for i in range(h.record_count):
@@ -711,9 +723,12 @@ def _decode_records(data: bytes, pos: int, limit: int, h: BatchHeader) -> list[D
         if pos != end:
             raise _corrupt(h, i, f"fields use {length - end + pos} bytes, length says {length}")
         ts = base_ts + ts_delta if append_time is None else append_time
-        record = builder(base_offset + delta, ts, key, value, headers)
-        record.__class__ = frozen  # type: ignore[assignment]
-        append(record)  # type: ignore[arg-type]
+        if make is None:
+            record = builder(base_offset + delta, ts, key, value, headers)
+            record.__class__ = frozen  # type: ignore[assignment]
+            append(record)
+        else:
+            append(make(base_offset + delta, ts, key, value, headers))
     if pos != limit:
         raise _corrupt(h, h.record_count, f"{limit - pos} bytes after the last record")
     return out
