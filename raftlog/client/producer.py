@@ -64,7 +64,13 @@ from raftlog.client.errors import (
 )
 from raftlog.client.partitioner import partition_for_key
 from raftlog.errors import ErrorCode, RaftlogError
-from raftlog.storage.records import COMPRESSION_NONE, Record, build_batch, compression_codec
+from raftlog.storage.records import (
+    COMPRESSION_NONE,
+    Record,
+    build_batch,
+    compression_codec,
+    new_record,
+)
 from raftlog.types import PartitionId
 from raftlog.wire import (
     InitProducerIdRequest,
@@ -447,7 +453,7 @@ def make_record(
     """The record ``send`` queues (``TypeError``/``ValueError`` for bad input)."""
     if timestamp is None and not headers and type(value) is bytes and key is None:
         # the common case, per record on the hot path: no conversions to make
-        return Record(None, value, (), int(time.time() * 1000))
+        return new_record(None, value, (), int(time.time() * 1000))
     if timestamp is not None and not 0 <= timestamp < 2**63:
         raise ValueError(f"timestamp must be milliseconds since the epoch, not {timestamp}")
     return Record(

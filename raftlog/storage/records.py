@@ -121,6 +121,30 @@ class Record:
     timestamp_ms: int | None = None
 
 
+@dataclass(slots=True)
+class _RecordBuilder:
+    """Record's slots, not frozen (see ``_DecodedRecordBuilder`` for the trick)."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+    timestamp_ms: int | None
+
+
+def new_record(
+    key: bytes | None,
+    value: bytes | None,
+    headers: tuple[tuple[str, bytes | None], ...],
+    timestamp_ms: int | None,
+) -> Record:
+    """``Record(key, value, headers, timestamp_ms)`` for the producer's hot path, without
+    the frozen dataclass's ``object.__setattr__`` per field (arguments as Record takes,
+    not checked)."""
+    record = _RecordBuilder(key, value, headers, timestamp_ms)
+    record.__class__ = Record  # type: ignore[assignment]
+    return record  # type: ignore[return-value]
+
+
 @dataclass(frozen=True, slots=True)
 class DecodedRecord:
     """One record read from a batch, with its absolute offset and timestamp."""
@@ -221,7 +245,9 @@ def _encode_records(
             delta = ts - base_timestamp
             if not _INT64_MIN <= delta <= _INT64_MAX:
                 raise ValueError(f"timestamp {ts} is too far from the first, {base_timestamp}")
-            prefix = b"\x00" + slow(delta) + (varint[i] if i < table_size else slow(i))
+            # records of one batch are usually milliseconds apart: a table lookup
+            ts_part = varint[delta] if 0 < delta < table_size else slow(delta)
+            prefix = b"\x00" + ts_part + (varint[i] if i < table_size else slow(i))
         key = r.key
         value = r.value
         if key is None:
