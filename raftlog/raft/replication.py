@@ -66,6 +66,17 @@ class LeaderReplication:
             entries = self._log.entries(pr.next_offset, self.config.max_append_bytes)
             assert entries and entries[0].offset == pr.next_offset, (entries, pr.next_offset)
         end = Offset(entries[-1].last_offset + 1) if entries else pr.next_offset
+        self._send_append_request(node, prev_offset, prev_term, tuple(entries))
+        pr.on_sent(end, bool(entries))
+
+    def _send_append_request(
+        self,
+        node: NodeId,
+        prev_offset: Offset,
+        prev_term: Term,
+        entries: tuple[Entry, ...],
+        quiesce: bool = False,
+    ) -> None:
         msg = AppendEntriesRequest(
             self.config.group,
             self.id,
@@ -73,11 +84,11 @@ class LeaderReplication:
             self.term,
             prev_offset,
             prev_term,
-            tuple(entries),
+            entries,
             self._commit,
+            quiesce,
         )
         self._send(msg)
-        pr.on_sent(end, bool(entries))
 
     def _send_install_log_start(self, node: NodeId, pr: Progress) -> None:
         start = self._log.log_start_offset()
@@ -121,15 +132,4 @@ class LeaderReplication:
         if prev_term is None:
             self._send_install_log_start(node, pr)
             return
-        msg = AppendEntriesRequest(
-            self.config.group,
-            self.id,
-            node,
-            self.term,
-            prev_offset,
-            prev_term,
-            (),
-            self._commit,
-            quiesce,
-        )
-        self._send(msg)
+        self._send_append_request(node, prev_offset, prev_term, (), quiesce)

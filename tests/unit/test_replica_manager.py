@@ -27,12 +27,18 @@ def apply_ok(model: MetadataModel, cmd: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-async def test_replicas_follow_the_metadata(tmp_path: Any) -> None:
+def model_with_brokers() -> MetadataModel:
+    """A metadata model with ``BROKERS`` registered."""
     model = MetadataModel()
     for b in BROKERS:
         apply_ok(model, {"op": "register_broker", "rid": f"r{b}", "broker_id": b,
                          "client_address": f"127.0.0.1:{9000 + b}",
                          "internal_address": f"127.0.0.1:{9000 + b}", "now_ms": 1})  # fmt: skip
+    return model
+
+
+async def test_replicas_follow_the_metadata(tmp_path: Any) -> None:
+    model = model_with_brokers()
     managers: dict[int, ReplicaManager] = {}
     reports: list[tuple[str, int, int | None, int]] = []
 

@@ -11,14 +11,13 @@ from typing import Any
 
 import trio
 
-from raftlog.metadata.model import MetadataModel
 from raftlog.raft import Message, Role
 from raftlog.runtime.flusher import Flusher
 from raftlog.runtime.partition import Acks
 from raftlog.runtime.replicas import RaftTimings, ReplicaManager
 from raftlog.storage.files import OsFileSystem
 from raftlog.storage.records import Record, build_batch
-from tests.unit.test_replica_manager import BROKERS, apply_ok
+from tests.unit.test_replica_manager import BROKERS, apply_ok, model_with_brokers
 
 TICK_MS = 10
 
@@ -30,11 +29,7 @@ class Liveness:
 
 
 async def test_a_quiet_partition_sends_nothing_and_fails_over(tmp_path: Any) -> None:
-    model = MetadataModel()
-    for b in BROKERS:
-        apply_ok(model, {"op": "register_broker", "rid": f"r{b}", "broker_id": b,
-                         "client_address": f"127.0.0.1:{9000 + b}",
-                         "internal_address": f"127.0.0.1:{9000 + b}", "now_ms": 1})  # fmt: skip
+    model = model_with_brokers()
     managers: dict[int, ReplicaManager] = {}
     liveness = {b: Liveness(b) for b in BROKERS}
     dead: set[int] = set()
