@@ -196,7 +196,7 @@ class RaftNode(LeaderReplication, Quiescence):
     def campaign(self) -> None:
         """Start an election now (with pre-vote if configured), as an election timeout would."""
         self._assert_not_in_ready()
-        self._wake_if_quiesced()
+        self._wake_up()
         self._hup(transfer=False)
         self._assert_invariants()
 
@@ -218,7 +218,7 @@ class RaftNode(LeaderReplication, Quiescence):
         self._assert_not_in_ready()
         self._check_can_propose()
         assert record_count >= 1, record_count
-        self._wake_if_quiesced()
+        self._wake_up()
         entry = self._append_new(data, record_count)
         self._broadcast_append()
         self._assert_invariants()
@@ -246,7 +246,7 @@ class RaftNode(LeaderReplication, Quiescence):
             raise MembershipChangeError(f"node {to} is not a voter")
         if to == self.id or to == self._transferee:
             return
-        self._wake_if_quiesced()
+        self._wake_up()
         self._transferee = to
         # A full election timeout for the transfer, as etcd-io/raft does.
         self._election_elapsed = 0
@@ -420,10 +420,6 @@ class RaftNode(LeaderReplication, Quiescence):
         self._votes = {}
         self._progress = {}
         self._transferee = None
-
-    def _wake_if_quiesced(self) -> None:
-        if self.quiesced:
-            self._wake_up()
 
     def _reset_timers(self) -> None:
         self.quiesced = False
@@ -816,7 +812,7 @@ class RaftNode(LeaderReplication, Quiescence):
         return self.membership
 
     def _propose_membership(self, membership: Membership) -> Entry:
-        self._wake_if_quiesced()
+        self._wake_up()
         entry = self._append_new(self.config.codec.encode(membership), 1)
         self._broadcast_append()
         self._assert_invariants()

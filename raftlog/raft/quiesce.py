@@ -21,7 +21,7 @@ What wakes a quiesced replica (it then counts time again, from zero):
   change;
 - a leader: any message but a successful append answer of its term (a follower that
   missed the quiescing heartbeat times out and asks for votes: that wakes the leader,
-  which then sends a heartbeat at once, so the follower learns of it again);
+  which heartbeats at its next tick, so the follower learns of it again);
 - a follower: an append, log-start install or ``TimeoutNow`` that is not a quiescing
   heartbeat of its leader, and a vote request (or pre-vote) of a higher term. The vote
   request is answered as before (inside the leader lease it is refused), but the clock
@@ -92,7 +92,7 @@ class Quiescence:
         """The driver's failure detector says broker ``node`` stopped answering (see the
         module docstring). Changes nothing unless this replica is quiesced."""
         if not self.quiesced:
-            return
+            return  # a replica counting time finds out by itself
         members = self.membership
         if node not in members.voters and node not in members.learners:
             return
@@ -144,8 +144,10 @@ class Quiescence:
         return isinstance(msg, InstallLogStart | TimeoutNow)
 
     def _wake_up(self) -> None:
-        """Count time again, from zero (a leader gets a whole election timeout before its
-        next quorum check, and heartbeats at its next tick)."""
+        """If quiesced, count time again, from zero (a leader gets a whole election
+        timeout before its next quorum check, and heartbeats at its next tick)."""
+        if not self.quiesced:
+            return
         self.quiesced = False
         self._election_elapsed = 0
         self._heartbeat_elapsed = self.config.heartbeat_interval_ticks

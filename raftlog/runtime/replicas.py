@@ -263,7 +263,7 @@ class ReplicaManager:
         group = group_id(topic.name, p.partition)
         log_config = topic_log_config(topic.configs)
         try:
-            plog, voters = await trio.to_thread.run_sync(
+            plog, voters, barrier = await trio.to_thread.run_sync(
                 self._open_blocking, topic, p, log_config, limiter=self._open_limiter
             )
         finally:
@@ -290,12 +290,13 @@ class ReplicaManager:
                 log.info("event=replica_removed group=%s", group)
                 self.reconcile(image)
             return
-        self._start_driver(current, still, plog, voters, topic_log_config(current.configs))
+        self._start_driver(current, still, plog, voters, barrier, topic_log_config(current.configs))
 
     def _open_blocking(
         self, topic: Any, p: Any, log_config: LogConfig
-    ) -> tuple[PartitionLog, tuple[int, ...]]:
-        """Open (create) the replica's log and its ``replica.meta``; on a worker thread."""
+    ) -> tuple[PartitionLog, tuple[int, ...], int | None]:
+        """Open (create) the replica's log and its ``replica.meta``, and read its vote
+        barrier (``read_vote_barrier``); on a worker thread."""
         folder = partition_dir(self.data_dir, topic.name, p.partition)
         meta_path = f"{folder}/{META_NAME}"
         voters = tuple(sorted(p.replicas))
@@ -320,7 +321,7 @@ class ReplicaManager:
         if not self.fs.exists(meta_path):
             meta_doc = {"topic_id": topic.topic_id, "voters": list(voters)}
             write_atomically(self.fs, meta_path, json.dumps(meta_doc).encode())
-        return plog, voters
+        return plog, voters, read_vote_barrier(self.fs, folder)
 
     def _start_driver(
         self,
@@ -328,6 +329,7 @@ class ReplicaManager:
         p: Any,
         plog: PartitionLog,
         voters: tuple[int, ...],
+        barrier: int | None,
         log_config: LogConfig,
     ) -> None:
         group = group_id(topic.name, p.partition)
@@ -344,7 +346,6 @@ class ReplicaManager:
         )
         store = ReplicaLog(plog)
         core = RaftNode(config, store, random.Random(self._rng.getrandbits(64)))
-        barrier = read_vote_barrier(self.fs, folder)
         if barrier is not None:
             core.hold_votes_until(Offset(barrier))
             if core.vote_barrier is None:  # already back there

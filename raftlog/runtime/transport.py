@@ -208,21 +208,17 @@ class PeerTransport:
         while True:
             with trio.move_on_after(self.ping_interval_s) as idle:
                 await q.wake.wait()
-            if idle.cancelled_caught:
-                # nothing to say for a while: an empty frame says "alive" (a quiesced
-                # group sends nothing, and the peer's failure detector needs a word)
-                pieces = encode_request(RaftRequest(()), correlation)
-                correlation = correlation + 1 if correlation < 2**31 - 1 else 2
-                await stream.send_all(b"".join(pieces))
-                continue
-            # let the other partitions of this tick add theirs: a few scheduling rounds
-            # (each partition's driver needs two or three to turn a tick into messages)
-            for _ in range(COALESCE_ROUNDS):
-                await trio.sleep(0)
-            q.wake = trio.Event()
+            if not idle.cancelled_caught:
+                # let the other partitions of this tick add theirs: a few scheduling rounds
+                # (each partition's driver needs two or three to turn a tick into messages)
+                for _ in range(COALESCE_ROUNDS):
+                    await trio.sleep(0)
+                q.wake = trio.Event()
             messages, q.messages, q.bytes = q.messages, [], 0
-            if not messages:
+            if not messages and not idle.cancelled_caught:
                 continue
+            # after a quiet ping interval an empty frame says "alive" (a quiesced group
+            # sends nothing, and the peer's failure detector needs a word)
             pieces = encode_request(RaftRequest(tuple(messages)), correlation)
             correlation = correlation + 1 if correlation < 2**31 - 1 else 2
             await stream.send_all(b"".join(pieces))

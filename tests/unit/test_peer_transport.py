@@ -164,3 +164,34 @@ async def test_every_message_of_every_frame_arrives() -> None:
                 await trio.sleep(0.01)
         assert sum(len(v) for v in got.values()) == sent
         nursery.cancel_scope.cancel()
+
+
+async def test_an_idle_peer_sends_empty_frames_and_is_heard() -> None:
+    # quiet partitions send nothing: the failure detector (``ReplicaManager``) relies on
+    # these frames to tell a quiet peer from a dead one
+    ports = dict(zip((1, 2), free_ports(2), strict=True))
+    peers = {b: ("127.0.0.1", p) for b, p in ports.items()}
+    got: list[Message] = []
+    transports = {
+        b: PeerTransport(b, peers, SECRET, "test-cluster", got.append, ping_interval_s=0.05)
+        for b in ports
+    }
+    async with trio.open_nursery() as nursery:
+        for b, t in transports.items():
+            await nursery.start(listener, ports[b], t)
+        async with trio.open_nursery() as senders:
+            for t in transports.values():
+                senders.start_soon(t.run)
+            with trio.fail_after(10):
+                while len(transports[1].last_heard) < 1 or len(transports[2].last_heard) < 1:
+                    await trio.sleep(0.01)
+            first = transports[1].last_heard[2]
+            await trio.sleep(0.3)
+            assert transports[1].last_heard[2] > first  # heard again, with nothing to say
+            assert transports[2].queues[1].frames_sent >= 3
+            assert got == [] and transports[1].received == 0
+            senders.cancel_scope.cancel()  # broker 2 stops sending
+        silent_since = transports[1].last_heard[2]
+        await trio.sleep(0.3)
+        assert transports[1].last_heard[2] == silent_since
+        nursery.cancel_scope.cancel()

@@ -37,6 +37,29 @@ def model_with_brokers() -> MetadataModel:
     return model
 
 
+async def start_managers(
+    nursery: trio.Nursery,
+    managers: dict[int, ReplicaManager],
+    root: str,
+    flusher: Flusher,
+    send: Any,
+    **kw: Any,
+) -> None:
+    """Start a ReplicaManager for each of ``BROKERS`` into ``managers`` (folder b<id>
+    under ``root``, seeded by broker id); ``kw`` per broker as callables of its id."""
+    for b in BROKERS:
+        managers[b] = ReplicaManager(
+            b,
+            os.path.join(root, f"b{b}"),
+            OsFileSystem(),
+            flusher,
+            send,
+            seed=b,
+            **{k: v(b) for k, v in kw.items()},
+        )
+        await nursery.start(managers[b].run)
+
+
 async def test_replicas_follow_the_metadata(tmp_path: Any) -> None:
     model = model_with_brokers()
     managers: dict[int, ReplicaManager] = {}
@@ -54,18 +77,15 @@ async def test_replicas_follow_the_metadata(tmp_path: Any) -> None:
     flusher = Flusher()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(flusher.run)
-        for b in BROKERS:
-            managers[b] = ReplicaManager(
-                b,
-                os.path.join(str(tmp_path), f"b{b}"),
-                OsFileSystem(),
-                flusher,
-                sender,
-                timings=RaftTimings(tick_ms=10),
-                on_leader=on_leader,
-                seed=b,
-            )
-            await nursery.start(managers[b].run)
+        await start_managers(
+            nursery,
+            managers,
+            str(tmp_path),
+            flusher,
+            sender,
+            timings=lambda b: RaftTimings(tick_ms=10),
+            on_leader=lambda b: on_leader,
+        )
 
         async def reconcile_all() -> None:
             image = model.image()

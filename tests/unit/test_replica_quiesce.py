@@ -6,7 +6,6 @@ the group."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import trio
@@ -15,9 +14,13 @@ from raftlog.raft import Message, Role
 from raftlog.runtime.flusher import Flusher
 from raftlog.runtime.partition import Acks
 from raftlog.runtime.replicas import RaftTimings, ReplicaManager
-from raftlog.storage.files import OsFileSystem
 from raftlog.storage.records import Record, build_batch
-from tests.unit.test_replica_manager import BROKERS, apply_ok, model_with_brokers
+from tests.unit.test_replica_manager import (
+    BROKERS,
+    apply_ok,
+    model_with_brokers,
+    start_managers,
+)
 
 TICK_MS = 10
 
@@ -55,18 +58,15 @@ async def test_a_quiet_partition_sends_nothing_and_fails_over(tmp_path: Any) -> 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(flusher.run)
         nursery.start_soon(pinger)
-        for b in BROKERS:
-            managers[b] = ReplicaManager(
-                b,
-                os.path.join(str(tmp_path), f"b{b}"),
-                OsFileSystem(),
-                flusher,
-                sender,
-                timings=RaftTimings(tick_ms=TICK_MS),
-                seed=b,
-                liveness=liveness[b],
-            )
-            await nursery.start(managers[b].run)
+        await start_managers(
+            nursery,
+            managers,
+            str(tmp_path),
+            flusher,
+            sender,
+            timings=lambda b: RaftTimings(tick_ms=TICK_MS),
+            liveness=lambda b: liveness[b],
+        )
         apply_ok(model, {"op": "create_topic", "rid": "c1", "topic": "t", "partitions": 1,
                          "replication_factor": 3})  # fmt: skip
         for m in managers.values():
