@@ -543,7 +543,22 @@ class RaftNode(LeaderReplication, Quiescence):
         elif pre_vote:
             self._send(PreVoteResponse(group, self.id, msg.src, self.term, False))
         else:
+            if up_to_date and self.leader is None and self.role is not Role.LEADER:
+                # refused only because this term's vote is taken (by us, campaigning):
+                # give the better candidate the next term (see ``_yield_to_candidate``)
+                self._yield_to_candidate()
             self._send(VoteResponse(group, self.id, msg.src, self.term, False), True)
+
+    def _yield_to_candidate(self) -> None:
+        """A candidate with a log at least as good as ours was refused: hold our own next
+        campaign back a whole timeout more than it waits ([2T, 3T) against [T, 2T)), so
+        that it campaigns first, in a term we can still vote in. Restarting our timer alone
+        was not enough: both timers restart about together, and a node whose clock ran
+        faster (its membership leaving the candidate out, so it could not win) took every
+        term first (simulator seed 100090, 3 nodes, no pre-vote)."""
+        self._election_elapsed = 0
+        t = self.config.election_timeout_ticks
+        self._randomized_election_timeout = 2 * t + self._rng.randrange(t)
 
     def _is_up_to_date(self, last_term: Term, log_end_offset: Offset) -> bool:
         """Whether a candidate's log is at least as up to date as ours (paper 5.4.1); the
@@ -600,7 +615,7 @@ class RaftNode(LeaderReplication, Quiescence):
                 if self.role is not Role.LEADER and self._is_up_to_date(
                     msg.last_term, msg.log_end_offset
                 ):
-                    self._election_elapsed = 0
+                    self._yield_to_candidate()
                 resp = VoteResponse(self.config.group, self.id, msg.src, self.term, False)
                 self._send(resp, after_persist=True)
             return
@@ -753,12 +768,17 @@ class RaftNode(LeaderReplication, Quiescence):
         if pr.state is ProgressState.LOG_START:
             return
         if msg.hint_end_offset < pr.match_offset and msg.reject_offset >= pr.match_offset - 1:
-            # The follower's log ends below what it acknowledged: it lost entries (it cut a
-            # corrupt suffix at start-up). A stale refusal from before it matched would not
-            # refuse at or past the match. Forget the match (a commit already made stays:
-            # the commit offset never goes back; later commits count what it holds now) and
-            # probe from its hint, or the follower would stay behind as long as we lead.
-            pr.forget_match(Offset(max(0, msg.hint_end_offset)))
+            # The follower's log ends below what it acknowledged: it may have lost entries
+            # (it cut a corrupt suffix at start-up), or this is an old refusal, delayed or
+            # duplicated past later successes. Either way forget the match (a commit
+            # already made stays: the commit offset never goes back; later commits count
+            # what it holds now) and probe from its hint, or a follower that lost entries
+            # would stay behind as long as we lead. Forgotten to 0, not to the hint: the
+            # hint is an offset of the follower's log, maybe inside one of our entries,
+            # and the match is where probes start (simulator seed 106248: a delayed
+            # refusal made the leader probe in the middle of an entry). An old refusal
+            # costs one probe; the next success brings the match back.
+            pr.forget_match(Offset(0))
             pr.next_offset = next_probe_offset(self._log, msg, pr.match_offset)
             self._send_append(msg.src, pr)
             return

@@ -37,18 +37,14 @@ def test_one_seed_replays_one_history(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_faults_really_happen() -> None:
-    """The fault phase exercises what the checkers are about (seen in the traces)."""
+    """The fault phase exercises what the checkers are about (seen in the traces): every
+    kind of event shows up within the first ``SEEDS_MAX`` seeds. Seeds run until all have
+    been seen, so a change to the histories (quiescence, election timing) does not need a
+    new hand-picked seed count; a kind that stopped happening still fails."""
     import contextlib
     import io
 
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        # 40 seeds: quiescence (half the seeds) changed histories, and with 20 no seed
-        # happened to need a log-start install
-        for seed in range(40):
-            Simulation(seed, SimOptions(nodes=3 + 2 * (seed % 2), verbose=True)).run()
-    trace = out.getvalue()
-    for what in (
+    wanted = {
         "FAULT power loss",
         "FAULT crash",
         "FAULT bounce",
@@ -66,8 +62,17 @@ def test_faults_really_happen() -> None:
         "LIVE every proposal",
         "quiesce=True",
         "quiesce=False",
-    ):
-        assert what in trace, what
+    }
+    seeds_max = 100
+    for seed in range(seeds_max):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            Simulation(seed, SimOptions(nodes=3 + 2 * (seed % 2), verbose=True)).run()
+        trace = out.getvalue()
+        wanted = {what for what in wanted if what not in trace}
+        if not wanted:
+            return
+    raise AssertionError(f"never happened in {seeds_max} seeds: {sorted(wanted)}")
 
 
 # Seed budget per deliberate bug: the first failing seed must come within it.

@@ -469,3 +469,29 @@ def test_the_vote_barrier_lifts_once_a_leader_brought_the_log_back() -> None:
     rd = c.nodes[N3].ready()
     assert rd is not None
     assert any(isinstance(m, VoteResponse) and m.granted for m in rd.messages_after_persist)
+
+
+def test_a_refused_better_candidate_gets_the_next_term_first() -> None:
+    # simulator seed 100090: a node that could not win (its membership left the better
+    # candidate out) took every term first, so the candidate's requests always came in a
+    # term whose vote was taken; refusing it now holds its own campaign back [2T, 3T)
+    t = 10
+    disk = MemLog()
+    node = RaftNode(config(N3, pre_vote=False, election_timeout_ticks=t), disk, random.Random(3))
+    node.campaign()  # term 1, votes for itself
+    rd = node.ready()
+    assert rd is not None and node.role is Role.CANDIDATE
+    persist(disk, rd)
+    node.advance(rd)
+    node.step(VoteRequest("g", N1, N3, Term(1), Term(0), Offset(0)))  # same term, refused
+    rd = node.ready()
+    assert rd is not None
+    assert [m.granted for m in rd.messages_after_persist if isinstance(m, VoteResponse)] == [False]
+    persist(disk, rd)
+    node.advance(rd)
+    for _ in range(2 * t - 1):
+        node.tick()
+        assert node.term == 1, "campaigned again before the candidate could"
+    for _ in range(t + 1):
+        node.tick()
+    assert node.term == 2
