@@ -6,7 +6,8 @@ of two drivers per follower, ten times a second; with 1,000 partitions (RF=3) th
 21-48 % of a core per broker doing nothing. CockroachDB quiesces idle ranges for the same
 reason; this follows its design, in the small.
 
-When (``RaftConfig.quiesce``): at a heartbeat tick, a leader whose whole log is committed
+When (``RaftConfig.quiesce``): at a heartbeat tick, a leader of a group without learners
+whose whole log is committed
 and durable, with no transfer going on, every follower and learner replicating and
 matching the whole log, and every voter heard from since the last check-quorum, sends one
 last heartbeat with ``quiesce=True`` and stops ticking. A follower that gets that heartbeat
@@ -106,6 +107,11 @@ class Quiescence:
 
     def _can_quiesce(self) -> bool:
         if not self.config.quiesce or self.role is not Role.LEADER or self._transferee:
+            return False
+        if self.membership.learners:
+            # a learner that restarts does not campaign, so nothing it does would wake a
+            # quiet leader: it would not hear of one until the next proposal (simulator
+            # seed 114285: a learner bounced while the group was quiet)
             return False
         end = self._log.log_end_offset()
         if self._commit != end or self._durable_end != end:
